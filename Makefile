@@ -1,0 +1,33 @@
+# One target per habit. On a fresh machine `make dev` and `make test` do all the set-up.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install dev test lint format
+
+$(INSTALLED): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(INSTALLED)
+
+# Web, Celery worker and beat on the embedded default (SQLite + file-system broker under var/).
+dev: export DEBUG = 1
+dev: export CALLBACK_ALLOW_PRIVATE = 1
+dev: install
+	@$(PY) manage.py migrate --noinput -v 0
+	@$(PY) manage.py dev_setup
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho -f Procfile.dev start
+
+test: install
+	$(VENV)/bin/pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .

@@ -1,0 +1,123 @@
+"""Every error leaves as JSON: {"error": {"code", "message", "fields"}} (CONTRACT.md).
+
+Domain errors raised by services carry their own status and code; DRF's own errors (parse,
+auth, throttle, 404) are mapped here too, and so are Django's, for URLs outside DRF.
+"""
+
+import logging
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions as drf
+
+logger = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    """A failure the caller can act on; its status, code and message go out as they are."""
+
+    status = 400
+    code = "invalid"
+
+    def __init__(self, message: str, *, fields: dict | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+
+
+class InvalidInput(DomainError):
+    status = 400
+    code = "invalid"
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(drf.APIException):
+    status_code = 413
+    default_code = "payload_too_large"
+    default_detail = "Request body is larger than 1 MiB."
+
+
+def error_response(
+    status: int, code: str, message: str, fields: dict | None = None, headers: dict | None = None
+) -> JsonResponse:
+    body = {"error": {"code": code, "message": message, "fields": fields or {}}}
+    return JsonResponse(body, status=status, headers=headers)
+
+
+def _first_message(detail) -> str:
+    """The first human-readable message in a nested DRF error detail."""
+    while isinstance(detail, dict | list) and detail:
+        detail = next(iter(detail.values())) if isinstance(detail, dict) else detail[0]
+    return str(detail)
+
+
+def _validation_fields(detail) -> dict:
+    if isinstance(detail, dict):
+        return detail
+    return {"non_field_errors": detail if isinstance(detail, list) else [detail]}
+
+
+def api_exception_handler(exc: Exception, context: dict) -> JsonResponse | None:
+    if isinstance(exc, DomainError):
+        return error_response(exc.status, exc.code, exc.message, exc.fields)
+    if isinstance(exc, Http404 | ObjectDoesNotExist):
+        return error_response(404, "not_found", "Not found.")
+    if isinstance(exc, DjangoPermissionDenied):
+        return error_response(403, "forbidden", "You do not have permission to do this.")
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database went away mid-request: the transaction rolled back, so nothing was
+        # stored, and the client may retry.
+        logger.warning("database unavailable: %s", exc)
+        return error_response(
+            503,
+            "unavailable",
+            "The database is unavailable; retry shortly.",
+            headers={"Retry-After": "5"},
+        )
+    if not isinstance(exc, drf.APIException):
+        return None  # a bug: Django logs it and handler500 answers in JSON
+
+    headers = {}
+    if auth_header := getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = auth_header
+    if isinstance(exc, drf.Throttled):
+        headers["Retry-After"] = str(int(exc.wait or 1))
+        return error_response(
+            429,
+            "rate_limited",
+            f"Too many requests; retry in {int(exc.wait or 1)} s.",
+            headers=headers,
+        )
+    if isinstance(exc, drf.ValidationError):
+        fields = _validation_fields(exc.detail)
+        return error_response(400, "invalid", _first_message(exc.detail), fields, headers)
+    code = exc.get_codes()
+    code = code if isinstance(code, str) else "error"
+    return error_response(exc.status_code, code, _first_message(exc.detail), headers=headers)
+
+
+def json_bad_request(request, exception=None) -> JsonResponse:
+    return error_response(400, "bad_request", "Bad request.")
+
+
+def json_permission_denied(request, exception=None) -> JsonResponse:
+    return error_response(403, "forbidden", "You do not have permission to do this.")
+
+
+def json_not_found(request, exception=None) -> JsonResponse:
+    return error_response(404, "not_found", "Not found.")
+
+
+def json_server_error(request) -> JsonResponse:
+    return error_response(500, "internal_error", "Something went wrong on our side.")

@@ -1,0 +1,79 @@
+"""Request-level guards shared by every endpoint: body size and strict JSON."""
+
+import json
+import math
+
+from django.conf import settings
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+
+from broker.errors import PayloadTooLarge, error_response
+
+MAX_JSON_DEPTH = 32
+
+
+class BodySizeLimitMiddleware:
+    """Answer 413 from the Content-Length alone, before anything reads the body."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        raw = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(raw)
+        except ValueError:
+            return error_response(400, "bad_request", "Content-Length is not a number.")
+        if length > settings.MAX_REQUEST_BODY_BYTES:
+            return error_response(413, "payload_too_large", "Request body is larger than 1 MiB.")
+        return self.get_response(request)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _check_storable(data) -> None:
+    """Refuse what PostgreSQL cannot store or what nobody should send: NUL characters, lone
+    surrogates, and nesting deeper than MAX_JSON_DEPTH. Iterative, so depth cannot crash it."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ParseError(f"JSON is nested more than {MAX_JSON_DEPTH} levels deep.")
+        if isinstance(value, dict):
+            stack.extend((key, depth) for key in value)
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            if "\x00" in value:
+                raise ParseError("JSON strings must not contain NUL characters.")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ParseError("JSON strings must be valid Unicode.") from None
+
+
+class StrictJSONParser(JSONParser):
+    """DRF's JSON parser, bounded: reads at most 1 MiB even without a Content-Length, and
+    turns every malformed body (including absurd nesting) into a 400, never a 500."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.MAX_REQUEST_BODY_BYTES
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:
+            raise PayloadTooLarge()
+        try:
+            data = json.loads(raw.decode("utf-8"), parse_float=_finite_float, parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as exc:
+            raise ParseError(f"Malformed JSON: {exc}") from None
+        _check_storable(data)
+        return data

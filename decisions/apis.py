@@ -1,0 +1,94 @@
+"""Decision endpoints: validate → call a service or selector → serialize."""
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from decisions import selectors, services
+from decisions.serializers import DecisionCreateInput, DecisionListFilters, DecisionOutput
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    description="Same key and body: the first decision again (200). Same key, other body: 409.",
+)
+
+
+class NewestFirst(CursorPagination):
+    ordering = "-created_at"
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 200
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except Exception:  # DRF answers 404 for a bad cursor; it is a bad parameter
+            raise ValidationError({"cursor": ["Invalid cursor."]}) from None
+
+
+def _idempotency_key(request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not key or len(key) > 255 or not key.isprintable():
+        raise ValidationError({"Idempotency-Key": ["1 to 255 printable characters."]})
+    return key
+
+
+class DecisionListCreateApi(APIView):
+    @extend_schema(
+        operation_id="decisions_create",
+        request=DecisionCreateInput,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={201: DecisionOutput, 200: DecisionOutput},
+    )
+    def post(self, request):
+        idempotency_key = _idempotency_key(request)
+        serializer = DecisionCreateInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        decision, created = services.decision_create(
+            api_key=request.auth,
+            idempotency_key=idempotency_key,
+            fingerprint=services.request_fingerprint(request.data),
+            **serializer.validated_data,
+        )
+        decision = selectors.decision_get(organization_id=decision.organization_id, decision_id=decision.pk)
+        return Response(DecisionOutput(decision).data, status=201 if created else 200)
+
+    @extend_schema(
+        operation_id="decisions_list", parameters=[DecisionListFilters], responses=DecisionOutput(many=True)
+    )
+    def get(self, request):
+        filters = DecisionListFilters(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        query = {k: v for k, v in filters.validated_data.items() if k not in ("cursor", "limit")}
+        decisions = selectors.decision_list(organization_id=request.auth.organization_id, **query)
+        paginator = NewestFirst()
+        page = paginator.paginate_queryset(decisions, request, view=self)
+        return paginator.get_paginated_response(DecisionOutput(page, many=True).data)
+
+
+class DecisionDetailApi(APIView):
+    @extend_schema(operation_id="decisions_retrieve", responses=DecisionOutput)
+    def get(self, request, decision_id: str):
+        decision = selectors.decision_get(
+            organization_id=request.auth.organization_id, decision_id=decision_id
+        )
+        return Response(DecisionOutput(decision).data)
+
+
+class DecisionCancelApi(APIView):
+    @extend_schema(operation_id="decisions_cancel", request=None, responses=DecisionOutput)
+    def post(self, request, decision_id: str):
+        decision = selectors.decision_get(
+            organization_id=request.auth.organization_id, decision_id=decision_id
+        )
+        services.decision_cancel(decision=decision, actor=request.auth.actor)
+        decision = selectors.decision_get(
+            organization_id=request.auth.organization_id, decision_id=decision_id
+        )
+        return Response(DecisionOutput(decision).data)

@@ -1,0 +1,176 @@
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from decisions.addresses import parse_address
+from decisions.ids import new_decision_id
+
+
+class Status(models.TextChoices):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    RESPONDED = "responded"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+class Urgency(models.TextChoices):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class OnTimeout(models.TextChoices):
+    EXPIRE = "expire"
+    DENY = "deny"
+    APPROVE = "approve"
+
+
+class ResponseType(models.TextChoices):
+    CHOICE = "choice"
+    TEXT = "text"
+
+
+class Via(models.TextChoices):
+    EMAIL = "email"
+    SLACK = "slack"
+    WEB = "web"
+    API = "api"
+    TIMEOUT = "timeout"
+    POLICY = "policy"
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email"
+    SLACK = "slack"
+
+
+def default_options() -> list[str]:
+    return ["approve", "deny"]
+
+
+class Decision(models.Model):
+    """One action put to people for sign-off. Its status moves once, from pending to a final
+    state, and only through the compare-and-set updates in decisions/services.py."""
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_decision_id, editable=False)
+    organization = models.ForeignKey(
+        "organizations.Organization", on_delete=models.PROTECT, related_name="decisions"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    action = models.CharField(max_length=500)
+    context = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    options = models.JSONField(default=default_options)
+    response_type = models.CharField(max_length=8, choices=ResponseType.choices, default=ResponseType.CHOICE)
+    allow_edit = models.BooleanField(default=False)
+    urgency = models.CharField(max_length=8, choices=Urgency.choices, default=Urgency.NORMAL)
+    # The routing as asked: [{"approvers": [...], "quorum": "any" | "all" | n}, ...]. A plain
+    # `approvers` request is one stage.
+    stages = models.JSONField(default=list)
+    escalation = models.JSONField(default=list, blank=True)
+    current_stage = models.PositiveSmallIntegerField(default=0)
+    on_timeout = models.CharField(max_length=8, choices=OnTimeout.choices, default=OnTimeout.EXPIRE)
+    callback_url = models.CharField(max_length=2000, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    action_hash = models.CharField(max_length=64)
+    # NULL, not "": the unique constraint must ignore decisions created without a key.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    request_fingerprint = models.CharField(max_length=64, blank=True)
+    outcome = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="decision_unique_idempotency_key",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "-created_at"], name="decision_org_newest"),
+            models.Index(
+                fields=["expires_at"], condition=models.Q(status="pending"), name="decision_pending_expiry"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.action[:60]} ({self.status})"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == Status.PENDING
+
+
+class ApprovalRequest(models.Model):
+    """The decision put to one approver over one channel, at one stage and escalation level."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"  # asked, no answer yet
+        ANSWERED = "answered"
+        CLOSED = "closed"  # the decision resolved without this approver's answer
+
+    decision = models.ForeignKey(Decision, on_delete=models.CASCADE, related_name="requests")
+    address = models.CharField(max_length=320, help_text="email address or slack:U…")
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    group = models.CharField(max_length=64, blank=True, help_text="the group it was asked through")
+    stage = models.PositiveSmallIntegerField(default=0)
+    level = models.PositiveSmallIntegerField(default=0, help_text="escalation level; 0 = first asked")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    created_at = models.DateTimeField(default=timezone.now)
+    notified_at = models.DateTimeField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    answered_via = models.CharField(max_length=8, choices=Via.choices, blank=True)
+    answered_by = models.CharField(max_length=320, blank=True, help_text="who clicked, when not the address")
+    choice = models.CharField(max_length=64, blank=True)
+    text = models.TextField(blank=True)
+    note = models.TextField(blank=True)
+    edited_details = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["decision", "address", "channel", "stage"], name="request_unique_per_stage"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} via {self.channel} for {self.decision_id}"
+
+
+class ApproverGroup(models.Model):
+    """Named approvers: `group:<name>` asks every member."""
+
+    organization = models.ForeignKey(
+        "organizations.Organization", on_delete=models.CASCADE, related_name="approver_groups"
+    )
+    name = models.SlugField(max_length=64)
+    members = models.JSONField(
+        default=list, help_text='addresses, e.g. ["alice@example.com", "slack:U123ABC"]'
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="group_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"group:{self.name}"
+
+    def clean(self) -> None:
+        if not isinstance(self.members, list) or not self.members:
+            raise ValidationError({"members": "List at least one approver address."})
+        for member in self.members:
+            try:
+                kind, _ = parse_address(member) if isinstance(member, str) else ("", "")
+            except ValueError as exc:
+                raise ValidationError({"members": str(exc)}) from None
+            if kind not in ("email", "slack"):
+                raise ValidationError(
+                    {"members": f"{member!r}: members are emails or slack:… (groups do not nest)."}
+                )

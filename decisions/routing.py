@@ -1,0 +1,55 @@
+"""Who is asked: approver addresses expanded into recipients, and quorum arithmetic."""
+
+from dataclasses import dataclass
+
+from decisions.addresses import parse_address
+from decisions.models import ApproverGroup
+
+
+@dataclass(frozen=True)
+class Recipient:
+    address: str
+    channel: str  # a Channel value: "email" or "slack"
+    group: str = ""
+
+
+class UnknownGroups(Exception):
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(", ".join(names))
+        self.names = names
+
+
+def expand_addresses(*, organization_id: int, addresses: list[str]) -> list[Recipient]:
+    """Recipients for these addresses, groups expanded to their members, duplicates dropped
+    (first mention wins). Raises UnknownGroups naming every group the organization lacks."""
+    parsed = [parse_address(raw) for raw in addresses]
+    group_names = [value for kind, value in parsed if kind == "group"]
+    groups = dict(
+        ApproverGroup.objects.filter(organization_id=organization_id, name__in=group_names).values_list(
+            "name", "members"
+        )
+    )
+    if missing := [name for name in group_names if name not in groups]:
+        raise UnknownGroups(missing)
+
+    recipients: dict[tuple[str, str], Recipient] = {}
+    for kind, value in parsed:
+        if kind == "group":
+            for member in groups[value]:
+                member_kind, member_value = parse_address(member)
+                if member_kind != "group":  # groups do not nest
+                    recipients.setdefault(
+                        (member_value, member_kind), Recipient(member_value, member_kind, group=value)
+                    )
+        else:
+            recipients.setdefault((value, kind), Recipient(value, kind))
+    return list(recipients.values())
+
+
+def approvals_required(quorum: str | int, asked: int) -> int:
+    """How many approvals resolve a stage: 1 for "any", everyone asked for "all", else n."""
+    if quorum == "any":
+        return 1
+    if quorum == "all":
+        return asked
+    return int(quorum)

@@ -1,0 +1,278 @@
+"""Shapes of the decision API: strict input validation, and the decision object."""
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from broker.fields import JSONObjectField, StrictBooleanField, StrictCharField, StrictNumberField
+from decisions.addresses import parse_address
+from decisions.models import Decision, OnTimeout, ResponseType, Status, Urgency
+from notifications.ssrf import check_callback_url
+
+MAX_APPROVERS = 50
+MAX_TIMEOUT_MINUTES = 365 * 24 * 60
+
+
+class ApproverField(StrictCharField):
+    def __init__(self, **kwargs):
+        super().__init__(max_length=320, **kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        try:
+            parse_address(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value.strip()
+
+
+def approver_list(**kwargs) -> serializers.ListField:
+    return serializers.ListField(child=ApproverField(), min_length=1, max_length=MAX_APPROVERS, **kwargs)
+
+
+@extend_schema_field(
+    {"oneOf": [{"type": "string", "enum": ["any", "all"]}, {"type": "integer", "minimum": 1}]}
+)
+class QuorumField(serializers.Field):
+    default_error_messages = {"invalid": 'Use "any", "all" or a whole number of approvals (1 or more).'}
+
+    def to_internal_value(self, data):
+        if data in ("any", "all"):
+            return data
+        if isinstance(data, bool) or not isinstance(data, int) or data < 1:
+            self.fail("invalid")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+class StageInput(serializers.Serializer):
+    approvers = approver_list()
+    quorum = QuorumField(default="any")
+
+
+class EscalationLevelInput(serializers.Serializer):
+    after_minutes = StrictNumberField(min_value=0.0)
+    approvers = approver_list()
+
+    def validate_after_minutes(self, value):
+        if value <= 0:
+            raise serializers.ValidationError("Must be more than 0.")
+        return value
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know: a typo such as "timeout_minute" must not be ignored."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and (unknown := sorted(set(data) - set(self.fields))):
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown[:20]})
+        return super().to_internal_value(data)
+
+
+class DecisionCreateInput(StrictSerializer):
+    action = StrictCharField(min_length=1, max_length=500, trim_whitespace=False)
+    context = StrictCharField(max_length=20_000, allow_blank=True, trim_whitespace=False, default="")
+    details = JSONObjectField(default=dict)
+    approver = ApproverField(required=False)
+    approvers = approver_list(required=False)
+    quorum = QuorumField(required=False)
+    stages = serializers.ListField(child=StageInput(), min_length=1, max_length=10, required=False)
+    options = serializers.ListField(
+        child=StrictCharField(min_length=1, max_length=64), min_length=1, max_length=10, required=False
+    )
+    response = serializers.ChoiceField(choices=ResponseType.choices, default=ResponseType.CHOICE)
+    allow_edit = StrictBooleanField(default=False)
+    urgency = serializers.ChoiceField(choices=Urgency.choices, default=Urgency.NORMAL)
+    timeout_minutes = StrictNumberField(required=False, max_value=MAX_TIMEOUT_MINUTES)
+    on_timeout = serializers.ChoiceField(choices=OnTimeout.choices, default=OnTimeout.EXPIRE)
+    escalation = serializers.ListField(child=EscalationLevelInput(), max_length=10, default=list)
+    callback_url = StrictCharField(max_length=2000, required=False)
+    metadata = JSONObjectField(default=dict)
+
+    def validate_action(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("Describe the action.")
+        return value
+
+    def validate_timeout_minutes(self, value: float) -> float:
+        if value <= 0:
+            raise serializers.ValidationError("Must be more than 0.")
+        return value
+
+    def validate_options(self, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise serializers.ValidationError("Options must be different from each other.")
+        return value
+
+    def validate_escalation(self, value: list[dict]) -> list[dict]:
+        times = [level["after_minutes"] for level in value]
+        if times != sorted(set(times)):
+            raise serializers.ValidationError(
+                "Levels must come in order of after_minutes, each later than the last."
+            )
+        return value
+
+    def validate_callback_url(self, value: str) -> str:
+        try:
+            check_callback_url(value, allow_private=settings.CALLBACK_ALLOW_PRIVATE)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
+
+    def validate(self, data: dict) -> dict:
+        routes = [name for name in ("approver", "approvers", "stages") if name in data]
+        if len(routes) > 1:
+            raise serializers.ValidationError(
+                {routes[1]: [f"Send only one of approver, approvers or stages (got {', '.join(routes)})."]}
+            )
+        if not routes:
+            raise serializers.ValidationError(
+                {"approvers": ["Name at least one approver (approver, approvers or stages)."]}
+            )
+        if "stages" in data and "quorum" in data:
+            raise serializers.ValidationError({"quorum": ["With stages, give each stage its own quorum."]})
+        approvers = [data.pop("approver")] if "approver" in data else data.pop("approvers", None)
+        if approvers is not None:
+            data["stages"] = [{"approvers": approvers, "quorum": data.pop("quorum", "any")}]
+        for index, stage in enumerate(data["stages"]):
+            quorum = stage["quorum"]
+            if (
+                isinstance(quorum, int)
+                and quorum > len(stage["approvers"])
+                and not any(a.startswith("group:") for a in stage["approvers"])
+            ):
+                field = "quorum" if approvers is not None else f"stages[{index}].quorum"
+                raise serializers.ValidationError(
+                    {field: [f"At most the {len(stage['approvers'])} approvers named."]}
+                )
+        if data["response"] == ResponseType.TEXT:
+            if "options" in data:
+                raise serializers.ValidationError({"options": ["Options do not apply to text responses."]})
+            if data["allow_edit"]:
+                raise serializers.ValidationError(
+                    {"allow_edit": ["Editing applies to approvals, not text responses."]}
+                )
+        elif data["allow_edit"] and "approve" not in data.get("options", ["approve"]):
+            raise serializers.ValidationError({"allow_edit": ['Editing needs an "approve" option.']})
+        data["response_type"] = data.pop("response")
+        return data
+
+
+class DecisionListFilters(StrictSerializer):
+    status = serializers.ChoiceField(choices=Status.choices, required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+    cursor = serializers.CharField(required=False)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=200)
+
+
+class ApprovalRequestOutput(serializers.Serializer):
+    address = serializers.CharField()
+    channel = serializers.CharField()
+    group = serializers.CharField(allow_null=True)
+    stage = serializers.IntegerField()
+    level = serializers.IntegerField()
+    state = serializers.CharField()
+    asked_at = serializers.DateTimeField()
+    notified_at = serializers.DateTimeField(allow_null=True)
+    answered_at = serializers.DateTimeField(allow_null=True)
+    answered_via = serializers.CharField(allow_null=True)
+    choice = serializers.CharField(allow_null=True)
+    note = serializers.CharField(allow_null=True)
+
+
+class OutcomeOutput(serializers.Serializer):
+    status = serializers.CharField()
+    choice = serializers.CharField(allow_null=True)
+    text = serializers.CharField(allow_null=True)
+    note = serializers.CharField(allow_null=True)
+    by = serializers.CharField()
+    via = serializers.CharField()
+    at = serializers.DateTimeField()
+    details = serializers.DictField()
+    action_hash = serializers.CharField()
+
+
+class StageOutput(serializers.Serializer):
+    approvers = serializers.ListField(child=serializers.CharField())
+    quorum = QuorumField()
+
+
+class EscalationOutput(serializers.Serializer):
+    after_minutes = serializers.FloatField()
+    approvers = serializers.ListField(child=serializers.CharField())
+
+
+class DecisionOutput(serializers.ModelSerializer):
+    response = serializers.CharField(source="response_type")
+    callback_url = serializers.SerializerMethodField()
+    outcome = serializers.SerializerMethodField()
+    response_notes = serializers.SerializerMethodField()
+    stages = StageOutput(many=True)
+    escalation = EscalationOutput(many=True)
+    requests = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Decision
+        fields = [
+            "id",
+            "status",
+            "action",
+            "context",
+            "details",
+            "options",
+            "response",
+            "allow_edit",
+            "urgency",
+            "stages",
+            "current_stage",
+            "escalation",
+            "on_timeout",
+            "created_at",
+            "expires_at",
+            "resolved_at",
+            "metadata",
+            "callback_url",
+            "action_hash",
+            "outcome",
+            "response_notes",
+            "requests",
+        ]
+
+    def get_callback_url(self, decision: Decision) -> str | None:
+        return decision.callback_url or None
+
+    @extend_schema_field(OutcomeOutput(allow_null=True))
+    def get_outcome(self, decision: Decision) -> dict | None:
+        return decision.outcome
+
+    def get_response_notes(self, decision: Decision) -> str | None:
+        return (decision.outcome or {}).get("note")
+
+    @extend_schema_field(ApprovalRequestOutput(many=True))
+    def get_requests(self, decision: Decision) -> list[dict]:
+        # Sorted in Python so a prefetched list is used as is.
+        ordered = sorted(decision.requests.all(), key=lambda r: (r.stage, r.level, r.pk))
+        return [
+            {
+                "address": r.address,
+                "channel": r.channel,
+                "group": r.group or None,
+                "stage": r.stage,
+                "level": r.level,
+                "state": r.state,
+                "asked_at": _iso(r.created_at),
+                "notified_at": _iso(r.notified_at),
+                "answered_at": _iso(r.answered_at),
+                "answered_via": r.answered_via or None,
+                "choice": r.choice or None,
+                "note": r.note or None,
+            }
+            for r in ordered
+        ]
+
+
+def _iso(moment) -> str | None:
+    return serializers.DateTimeField().to_representation(moment) if moment else None

@@ -1,0 +1,485 @@
+"""Writes for decisions.
+
+Every status change is a compare-and-set: UPDATE … WHERE status = 'pending'. Whoever updates
+the row wins (a click, the timeout, a cancel); everyone else gets AlreadyResolved. Audit records
+are written last in each transaction (see audit_record for why).
+"""
+
+import hashlib
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audit.services import audit_record
+from broker.canonical import canonical_json
+from broker.errors import Conflict, InvalidInput
+from decisions.models import ApprovalRequest, Decision, OnTimeout, ResponseType, Status, Via
+from decisions.routing import UnknownGroups, approvals_required, expand_addresses
+from notifications.models import Delivery
+from notifications.services import deliveries_enqueue
+from organizations.models import ApiKey
+
+MAX_NOTE_LENGTH = 5_000
+MAX_TEXT_LENGTH = 20_000
+
+
+class AlreadyResolved(Conflict):
+    code = "already_resolved"
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(f"Decision {decision.id} is already {decision.status}.")
+        self.decision = decision
+
+
+class AlreadyAnswered(Conflict):
+    code = "already_answered"
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_conflict"
+
+
+def action_hash(action: str, details: dict) -> str:
+    """SHA-256 of the canonical JSON of action and details: what exactly was put to the approver."""
+    return hashlib.sha256(canonical_json({"action": action, "details": details}).encode()).hexdigest()
+
+
+def request_fingerprint(body) -> str:
+    """What makes two requests 'the same body' for Idempotency-Key: equal parsed JSON."""
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+# --- create -------------------------------------------------------------------------------
+
+
+def decision_create(
+    *,
+    api_key: ApiKey,
+    action: str,
+    stages: list[dict],
+    context: str = "",
+    details: dict | None = None,
+    options: list[str] | None = None,
+    response_type: str = ResponseType.CHOICE,
+    allow_edit: bool = False,
+    urgency: str = "normal",
+    timeout_minutes: float | None = None,
+    on_timeout: str = OnTimeout.EXPIRE,
+    escalation: list[dict] | None = None,
+    callback_url: str = "",
+    metadata: dict | None = None,
+    idempotency_key: str | None = None,
+    fingerprint: str = "",
+) -> tuple[Decision, bool]:
+    """Create a pending decision, ask its first stage and enqueue their notifications.
+
+    Returns (decision, created). An Idempotency-Key seen before returns the first decision with
+    created=False when the fingerprint matches and raises IdempotencyConflict when it does not,
+    also when two such requests race. Raises InvalidInput (nothing stored) for unknown groups,
+    a quorum larger than the approvers, or escalation at or after the timeout.
+    """
+    organization = api_key.organization
+    if idempotency_key and (existing := _idempotent_replay(organization.pk, idempotency_key, fingerprint)):
+        return existing, False
+    try:
+        with transaction.atomic():
+            decision = _create(
+                api_key=api_key,
+                action=action,
+                stages=stages,
+                context=context,
+                details=details or {},
+                options=options or ["approve", "deny"],
+                response_type=response_type,
+                allow_edit=allow_edit,
+                urgency=urgency,
+                timeout_minutes=timeout_minutes or organization.default_timeout_minutes,
+                on_timeout=on_timeout,
+                escalation=escalation or [],
+                callback_url=callback_url,
+                metadata=metadata or {},
+                idempotency_key=idempotency_key,
+                fingerprint=fingerprint,
+            )
+    except IntegrityError:
+        # A concurrent request with the same key committed first.
+        if idempotency_key and (
+            existing := _idempotent_replay(organization.pk, idempotency_key, fingerprint)
+        ):
+            return existing, False
+        raise
+    return decision, True
+
+
+def _idempotent_replay(organization_id: int, key: str, fingerprint: str) -> Decision | None:
+    existing = Decision.objects.filter(organization_id=organization_id, idempotency_key=key).first()
+    if existing is not None and existing.request_fingerprint != fingerprint:
+        raise IdempotencyConflict(
+            "This Idempotency-Key was used with a different request body.",
+            fields={"Idempotency-Key": ["already used with a different body"]},
+        )
+    return existing
+
+
+def _check_routing(organization_id: int, stages: list[dict], escalation: list[dict], timeout_minutes: float):
+    """Validate what needs the database or the organization's defaults; the serializer has
+    checked the shapes. Returns the first stage's recipients."""
+    first_recipients = None
+    for index, stage in enumerate(stages):
+        field = "approvers" if len(stages) == 1 else f"stages[{index}]"
+        try:
+            recipients = expand_addresses(organization_id=organization_id, addresses=stage["approvers"])
+        except UnknownGroups as exc:
+            raise InvalidInput(
+                f"Unknown approver group: {', '.join(exc.names)}.",
+                fields={field: [f"unknown group '{name}'" for name in exc.names]},
+            ) from None
+        if not recipients:
+            raise InvalidInput("The approver groups have no members.", fields={field: ["no approvers"]})
+        if isinstance(stage["quorum"], int) and stage["quorum"] > len(recipients):
+            quorum_field = "quorum" if len(stages) == 1 else f"stages[{index}].quorum"
+            raise InvalidInput(
+                f"Quorum {stage['quorum']} is more than the {len(recipients)} approvers asked.",
+                fields={quorum_field: [f"at most {len(recipients)}"]},
+            )
+        first_recipients = first_recipients or recipients
+    for index, level in enumerate(escalation):
+        try:
+            expand_addresses(organization_id=organization_id, addresses=level["approvers"])
+        except UnknownGroups as exc:
+            raise InvalidInput(
+                f"Unknown approver group: {', '.join(exc.names)}.",
+                fields={f"escalation[{index}].approvers": [f"unknown group '{n}'" for n in exc.names]},
+            ) from None
+        if level["after_minutes"] >= timeout_minutes:
+            raise InvalidInput(
+                "An escalation level comes at or after the timeout.",
+                fields={
+                    f"escalation[{index}].after_minutes": [
+                        f"must be less than timeout_minutes ({timeout_minutes:g})"
+                    ]
+                },
+            )
+    return first_recipients
+
+
+def _create(*, api_key: ApiKey, stages, escalation, timeout_minutes, details, action, **fields) -> Decision:
+    organization_id = api_key.organization_id
+    recipients = _check_routing(organization_id, stages, escalation, timeout_minutes)
+    now = timezone.now()
+    decision = Decision.objects.create(
+        organization_id=organization_id,
+        action=action,
+        details=details,
+        stages=stages,
+        escalation=escalation,
+        action_hash=action_hash(action, details),
+        created_at=now,
+        expires_at=now + timedelta(minutes=timeout_minutes),
+        request_fingerprint=fields.pop("fingerprint"),
+        **fields,
+    )
+    requests = _ask(decision, recipients, stage=0, level=0)
+    audit_record(
+        organization_id=organization_id,
+        decision_id=decision.id,
+        event="decision.created",
+        actor=api_key.actor,
+        channel=Via.API,
+        payload={
+            "action": action,
+            "action_hash": decision.action_hash,
+            "urgency": decision.urgency,
+            "expires_at": _iso(decision.expires_at),
+            "on_timeout": decision.on_timeout,
+            "stages": stages,
+        },
+    )
+    _audit_asked(decision, requests)
+    return decision
+
+
+def _ask(decision: Decision, recipients, *, stage: int, level: int) -> list[ApprovalRequest]:
+    """Create the requests and, in the same transaction, the deliveries that notify them."""
+    requests = ApprovalRequest.objects.bulk_create(
+        ApprovalRequest(
+            decision=decision,
+            address=r.address,
+            channel=r.channel,
+            group=r.group,
+            stage=stage,
+            level=level,
+            created_at=decision.created_at if stage == level == 0 else timezone.now(),
+        )
+        for r in recipients
+    )
+    for kind in {r.channel for r in requests}:
+        deliveries_enqueue(
+            decision=decision,
+            kind=kind,
+            purpose=Delivery.Purpose.ASK,
+            requests=[r for r in requests if r.channel == kind],
+        )
+    return requests
+
+
+def _audit_asked(decision: Decision, requests: list[ApprovalRequest]) -> None:
+    for request in requests:
+        audit_record(
+            organization_id=decision.organization_id,
+            decision_id=decision.id,
+            event="approver.asked",
+            actor="system",
+            channel=request.channel,
+            payload={
+                "address": request.address,
+                "group": request.group,
+                "stage": request.stage,
+                "level": request.level,
+            },
+        )
+
+
+# --- resolve ------------------------------------------------------------------------------
+
+
+def _outcome(
+    decision: Decision,
+    *,
+    status: str,
+    by: str,
+    via: str,
+    at: datetime,
+    choice=None,
+    text=None,
+    note=None,
+    details=None,
+) -> dict:
+    final_details = decision.details if details is None else details
+    return {
+        "status": status,
+        "choice": choice,
+        "text": text,
+        "note": note,
+        "by": by,
+        "via": via,
+        "at": _iso(at),
+        "details": final_details,
+        "action_hash": action_hash(decision.action, final_details),
+    }
+
+
+def _transition(decision: Decision, *, status: str, outcome: dict, at: datetime, **conditions) -> bool:
+    """The one place a decision leaves pending: compare-and-set, then close the requests
+    nobody answered. Returns False if someone else already resolved it."""
+    won = Decision.objects.filter(pk=decision.pk, status=Status.PENDING, **conditions).update(
+        status=status, resolved_at=at, outcome=outcome
+    )
+    if not won:
+        return False
+    ApprovalRequest.objects.filter(decision_id=decision.pk, state=ApprovalRequest.State.PENDING).update(
+        state=ApprovalRequest.State.CLOSED
+    )
+    decision.status, decision.resolved_at, decision.outcome = status, at, outcome
+    return True
+
+
+def _announce(decision: Decision) -> None:
+    """After a transition: the audit record, then the callback (an insert, safe after the
+    audit lock)."""
+    outcome = decision.outcome
+    audit_record(
+        organization_id=decision.organization_id,
+        decision_id=decision.id,
+        event="decision.resolved",
+        actor=outcome["by"],
+        channel=outcome["via"],
+        payload={
+            "status": decision.status,
+            "choice": outcome["choice"],
+            "note": outcome["note"],
+            "action_hash": outcome["action_hash"],
+        },
+    )
+    if decision.callback_url:
+        deliveries_enqueue(decision=decision, kind=Delivery.Kind.CALLBACK, purpose=Delivery.Purpose.OUTCOME)
+
+
+def _reload(decision_id: str) -> Decision:
+    return Decision.objects.get(pk=decision_id)
+
+
+@transaction.atomic
+def decision_cancel(*, decision: Decision, actor: str) -> Decision:
+    """pending → cancelled. Raises AlreadyResolved if it is not pending."""
+    now = timezone.now()
+    outcome = _outcome(decision, status=Status.CANCELLED, by=actor, via=Via.API, at=now)
+    if not _transition(decision, status=Status.CANCELLED, outcome=outcome, at=now):
+        raise AlreadyResolved(_reload(decision.pk))
+    _announce(decision)
+    return decision
+
+
+_TIMEOUT_OUTCOMES = {
+    OnTimeout.EXPIRE: (Status.EXPIRED, None),
+    OnTimeout.DENY: (Status.DENIED, "deny"),
+    OnTimeout.APPROVE: (Status.APPROVED, "approve"),
+}
+
+
+@transaction.atomic
+def decision_expire(*, decision_id: str) -> Decision | None:
+    """Resolve a decision whose time is up, as its on_timeout asks. None (and nothing done)
+    if it is not pending or not yet due: safe to call twice or early."""
+    decision = Decision.objects.filter(pk=decision_id).first()
+    if decision is None or not decision.is_pending:
+        return None
+    now = timezone.now()
+    status, choice = _TIMEOUT_OUTCOMES[decision.on_timeout]
+    outcome = _outcome(decision, status=status, by="system", via=Via.TIMEOUT, at=now, choice=choice)
+    if not _transition(decision, status=status, outcome=outcome, at=now, expires_at__lte=now):
+        return None
+    _announce(decision)
+    return decision
+
+
+@transaction.atomic
+def decision_answer(
+    *,
+    request_id: int,
+    choice: str = "",
+    text: str = "",
+    note: str = "",
+    details: dict | None = None,
+    via: str,
+    answered_by: str = "",
+) -> Decision:
+    """Record one approver's answer, and resolve the decision when it settles it: a deny at
+    once, an approval when the stage's quorum is met (then the next stage is asked, if any),
+    any other option or a text answer as `responded`.
+
+    Raises AlreadyResolved if the decision is not pending, AlreadyAnswered if this approver
+    answered before, InvalidInput for a choice not among the options, a missing text answer,
+    or edited details the decision does not allow.
+    """
+    request = ApprovalRequest.objects.get(pk=request_id)
+    # The row lock serialises answers to one decision, so quorum counts are exact.
+    decision = Decision.objects.select_for_update().get(pk=request.decision_id)
+    if not decision.is_pending:
+        raise AlreadyResolved(decision)
+    _check_answer(decision, choice=choice, text=text, note=note, details=details)
+    if decision.response_type == ResponseType.TEXT:
+        choice = ""
+    now = timezone.now()
+    won = ApprovalRequest.objects.filter(pk=request.pk, state=ApprovalRequest.State.PENDING).update(
+        state=ApprovalRequest.State.ANSWERED,
+        answered_at=now,
+        answered_via=via,
+        answered_by=answered_by,
+        choice=choice,
+        text=text,
+        note=note,
+        edited_details=details,
+    )
+    if not won:
+        raise AlreadyAnswered(f"{request.address} has already answered decision {decision.id}.")
+
+    by = answered_by or request.address
+    resolved_as = _settle(decision, request, choice)
+    next_requests = []
+    if resolved_as is not None:
+        outcome = _outcome(
+            decision,
+            status=resolved_as,
+            by=by,
+            via=via,
+            at=now,
+            choice=choice or None,
+            text=text or None,
+            note=note or None,
+            details=details,
+        )
+        _transition(decision, status=resolved_as, outcome=outcome, at=now)
+    elif choice == "approve" and _stage_complete(decision, request.stage):
+        next_requests = _advance_stage(decision)
+
+    audit_record(
+        organization_id=decision.organization_id,
+        decision_id=decision.id,
+        event="decision.answered",
+        actor=by,
+        channel=via,
+        payload={
+            "address": request.address,
+            "choice": choice,
+            "text": text,
+            "note": note,
+            "edited_details": details,
+        },
+    )
+    _audit_asked(decision, next_requests)
+    if resolved_as is not None:
+        _announce(decision)
+    return decision
+
+
+def _check_answer(decision: Decision, *, choice: str, text: str, note: str, details: dict | None) -> None:
+    if decision.response_type == ResponseType.TEXT:
+        if not text.strip():
+            raise InvalidInput("This decision asks for an answer in words.", fields={"text": ["required"]})
+    elif choice not in decision.options:
+        raise InvalidInput(
+            f"'{choice[:64]}' is not one of the options.", fields={"choice": [f"one of {decision.options}"]}
+        )
+    if len(note) > MAX_NOTE_LENGTH:
+        raise InvalidInput(
+            "The note is too long.", fields={"note": [f"at most {MAX_NOTE_LENGTH} characters"]}
+        )
+    if len(text) > MAX_TEXT_LENGTH:
+        raise InvalidInput(
+            "The answer is too long.", fields={"text": [f"at most {MAX_TEXT_LENGTH} characters"]}
+        )
+    if details is not None and (not decision.allow_edit or choice != "approve"):
+        raise InvalidInput(
+            "Details can be edited only when approving a decision that allows it.",
+            fields={"details": ["not editable"]},
+        )
+
+
+def _settle(decision: Decision, request: ApprovalRequest, choice: str) -> str | None:
+    """The status this answer resolves the decision to, or None while it stays pending."""
+    if decision.response_type == ResponseType.TEXT:
+        return Status.RESPONDED
+    if choice == "deny":
+        return Status.DENIED
+    if choice != "approve":
+        return Status.RESPONDED
+    is_last_stage = request.stage >= len(decision.stages) - 1
+    if is_last_stage and _stage_complete(decision, request.stage):
+        return Status.APPROVED
+    return None
+
+
+def _stage_complete(decision: Decision, stage: int) -> bool:
+    stage_requests = ApprovalRequest.objects.filter(decision_id=decision.pk, stage=stage)
+    approvals = stage_requests.filter(choice="approve").count()
+    return approvals >= approvals_required(decision.stages[stage]["quorum"], stage_requests.count())
+
+
+def _advance_stage(decision: Decision) -> list[ApprovalRequest]:
+    """Ask the next stage; the previous stage's unanswered requests are closed."""
+    stage = decision.current_stage + 1
+    Decision.objects.filter(pk=decision.pk).update(current_stage=stage)
+    ApprovalRequest.objects.filter(
+        decision_id=decision.pk, stage__lt=stage, state=ApprovalRequest.State.PENDING
+    ).update(state=ApprovalRequest.State.CLOSED)
+    decision.current_stage = stage
+    recipients = expand_addresses(
+        organization_id=decision.organization_id, addresses=decision.stages[stage]["approvers"]
+    )
+    return _ask(decision, recipients, stage=stage, level=0)

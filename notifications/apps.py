@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class NotificationsConfig(AppConfig):
+    name = "notifications"
+
+    def ready(self) -> None:
+        # Senders register themselves for their delivery kind on import.
+        from notifications import email  # noqa: F401

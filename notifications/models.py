@@ -1,0 +1,58 @@
+from django.db import models
+from django.utils import timezone
+
+
+class Delivery(models.Model):
+    """The outbox: one message to send (an email, a Slack post, a callback).
+
+    Created in the same transaction as the change that needs it, so a message exists if and
+    only if the change committed. A Celery task sends it; the outbox sweep re-enqueues any row
+    whose task was lost, and a lease frees rows whose worker died mid-send.
+    """
+
+    class Kind(models.TextChoices):
+        EMAIL = "email"
+        SLACK = "slack"
+        CALLBACK = "callback"
+
+    class Purpose(models.TextChoices):
+        ASK = "ask", "ask an approver"
+        OUTCOME = "outcome", "report the outcome"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    organization = models.ForeignKey(
+        "organizations.Organization", on_delete=models.CASCADE, related_name="deliveries"
+    )
+    decision = models.ForeignKey("decisions.Decision", on_delete=models.CASCADE, related_name="deliveries")
+    request = models.ForeignKey(
+        "decisions.ApprovalRequest",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    purpose = models.CharField(max_length=8, choices=Purpose.choices)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    enqueued_at = models.DateTimeField(default=timezone.now)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"], condition=models.Q(status="pending"), name="delivery_pending_due"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.purpose} for {self.decision_id} ({self.status})"

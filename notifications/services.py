@@ -1,0 +1,189 @@
+"""Writes for the outbox: create deliveries with their change, claim, and settle them."""
+
+import logging
+import random
+from datetime import timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from audit.services import audit_record
+from decisions.models import ApprovalRequest
+from notifications.models import Delivery
+from notifications.senders import PermanentFailure, RetryLater, sender_for
+
+logger = logging.getLogger(__name__)
+
+# Seconds to wait after the 1st, 2nd, … failed attempt: together more than 24 hours.
+RETRY_DELAYS = [5, 60, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
+MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+
+_EVENTS = {  # kind -> (event when sent, event when given up)
+    Delivery.Kind.EMAIL: ("notification.sent", "notification.failed"),
+    Delivery.Kind.SLACK: ("notification.sent", "notification.failed"),
+    Delivery.Kind.CALLBACK: ("callback.delivered", "callback.failed"),
+}
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Capped exponential backoff with ±10% jitter, so retries of many rows spread out."""
+    base = RETRY_DELAYS[min(attempts, len(RETRY_DELAYS)) - 1]
+    return timedelta(seconds=base * random.uniform(0.9, 1.1))
+
+
+def _publish(delivery_ids: list[int]) -> None:
+    from notifications.tasks import deliver
+
+    for delivery_id in delivery_ids:
+        deliver.delay(delivery_id)
+
+
+def _publish_on_commit(delivery_ids: list[int]) -> None:
+    # robust: a broker outage must not turn a committed change into an error for the caller;
+    # the outbox sweep publishes whatever this could not.
+    transaction.on_commit(partial(_publish, delivery_ids), robust=True)
+
+
+def deliveries_enqueue(*, decision, kind: str, purpose: str, requests=(None,)) -> list[Delivery]:
+    """Create one delivery per request (or one for the decision) inside the caller's
+    transaction, and publish their tasks once it commits. Nothing is published on rollback."""
+    now = timezone.now()
+    deliveries = Delivery.objects.bulk_create(
+        Delivery(
+            organization_id=decision.organization_id,
+            decision=decision,
+            request=request,
+            kind=kind,
+            purpose=purpose,
+            created_at=now,
+            next_attempt_at=now,
+            enqueued_at=now,
+        )
+        for request in requests
+    )
+    _publish_on_commit([d.pk for d in deliveries])
+    return deliveries
+
+
+def delivery_claim(*, delivery_id: int) -> Delivery | None:
+    """Take a due delivery for one attempt (compare-and-set on its lease). None if it is gone,
+    settled, not yet due, or held by another worker whose lease has not run out."""
+    now = timezone.now()
+    lease_free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    won = Delivery.objects.filter(
+        lease_free, pk=delivery_id, status=Delivery.Status.PENDING, next_attempt_at__lte=now
+    ).update(lease_until=now + settings.OUTBOX_LEASE, attempts=F("attempts") + 1)
+    if not won:
+        return None
+    return Delivery.objects.select_related("decision", "request", "organization").get(pk=delivery_id)
+
+
+def _audit_payload(delivery: Delivery, **extra) -> dict:
+    return {
+        "delivery_id": delivery.pk,
+        "kind": delivery.kind,
+        "purpose": delivery.purpose,
+        "address": delivery.request.address if delivery.request else "",
+        "attempts": delivery.attempts,
+        **extra,
+    }
+
+
+@transaction.atomic
+def delivery_succeed(*, delivery: Delivery) -> None:
+    now = timezone.now()
+    won = Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.PENDING).update(
+        status=Delivery.Status.SENT, sent_at=now, lease_until=None, last_error=""
+    )
+    if not won:
+        return
+    if delivery.request_id and delivery.purpose == Delivery.Purpose.ASK:
+        ApprovalRequest.objects.filter(pk=delivery.request_id, notified_at__isnull=True).update(
+            notified_at=now
+        )
+    audit_record(
+        organization_id=delivery.organization_id,
+        decision_id=delivery.decision_id,
+        event=_EVENTS[delivery.kind][0],
+        actor="system",
+        channel=delivery.kind,
+        payload=_audit_payload(delivery),
+    )
+
+
+@transaction.atomic
+def delivery_fail(*, delivery: Delivery, reason: str) -> None:
+    """Give up on a delivery for good, with the reason in the row and the audit trail."""
+    won = Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.PENDING).update(
+        status=Delivery.Status.FAILED, lease_until=None, last_error=reason[:2000]
+    )
+    if won:
+        audit_record(
+            organization_id=delivery.organization_id,
+            decision_id=delivery.decision_id,
+            event=_EVENTS[delivery.kind][1],
+            actor="system",
+            channel=delivery.kind,
+            payload=_audit_payload(delivery, reason=reason[:500]),
+        )
+
+
+def delivery_retry(*, delivery: Delivery, reason: str, retry_after: float | None = None) -> None:
+    """Schedule the next attempt (the sweep enqueues it when due), or give up after the last."""
+    if delivery.attempts >= MAX_ATTEMPTS:
+        delivery_fail(delivery=delivery, reason=f"gave up after {delivery.attempts} attempts: {reason}")
+        return
+    delay = timedelta(seconds=retry_after) if retry_after else retry_delay(delivery.attempts)
+    Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.PENDING).update(
+        next_attempt_at=timezone.now() + delay, lease_until=None, last_error=reason[:2000]
+    )
+
+
+def delivery_attempt(*, delivery_id: int) -> None:
+    """One attempt at one delivery: claim it, send it, record the result. Safe to run twice
+    for the same id (a duplicate message or a sweep re-enqueue): the claim lets one through."""
+    delivery = delivery_claim(delivery_id=delivery_id)
+    if delivery is None:
+        return
+    if delivery.purpose == Delivery.Purpose.ASK and not delivery.decision.is_pending:
+        delivery_fail(
+            delivery=delivery, reason=f"not sent: the decision is already {delivery.decision.status}"
+        )
+        return
+    sender = sender_for(delivery.kind)
+    if sender is None:
+        # Kept pending, not failed: it goes out once a sender for its kind is configured.
+        delivery_retry(delivery=delivery, reason=f"no sender for {delivery.kind} deliveries is configured")
+        return
+    try:
+        sender(delivery)
+    except PermanentFailure as exc:
+        delivery_fail(delivery=delivery, reason=str(exc))
+    except RetryLater as exc:
+        delivery_retry(delivery=delivery, reason=str(exc), retry_after=exc.retry_after)
+    except Exception as exc:
+        logger.warning("delivery %s attempt %s failed", delivery.pk, delivery.attempts, exc_info=True)
+        delivery_retry(delivery=delivery, reason=f"{type(exc).__name__}: {exc}")
+    else:
+        delivery_succeed(delivery=delivery)
+
+
+def deliveries_requeue_due(*, limit: int = 500) -> int:
+    """The outbox sweep: publish again every due delivery whose task never ran — its publish
+    failed (broker down), its message was lost, or its worker died and the lease ran out.
+    Publishing twice is harmless: the claim lets one attempt through."""
+    now = timezone.now()
+    lost = Q(enqueued_at__lt=F("next_attempt_at")) | Q(enqueued_at__lt=now - settings.OUTBOX_REQUEUE_AFTER)
+    lease_free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    due_ids = list(
+        Delivery.objects.filter(lost, lease_free, status=Delivery.Status.PENDING, next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if due_ids:
+        Delivery.objects.filter(pk__in=due_ids).update(enqueued_at=now)
+        _publish(due_ids)
+    return len(due_ids)

@@ -1,0 +1,73 @@
+"""Bearer API-key authentication, scope permissions and the per-key rate limit."""
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import BasePermission
+from rest_framework.throttling import SimpleRateThrottle
+
+from organizations.models import ApiKey, Scope
+from organizations.selectors import api_key_find_active
+from organizations.services import api_key_touch
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    def authenticate(self, request):
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() != b"bearer":
+            return None
+        if len(parts) != 2:
+            raise AuthenticationFailed("Use the header 'Authorization: Bearer <api key>'.")
+        try:
+            raw_key = parts[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise AuthenticationFailed("Invalid or revoked API key.") from None
+        key = api_key_find_active(raw_key=raw_key)
+        if key is None:
+            raise AuthenticationFailed("Invalid or revoked API key.")
+        api_key_touch(key=key)
+        return key, key
+
+    def authenticate_header(self, request) -> str:
+        # Having a challenge makes DRF answer 401 (not 403) to a missing or bad key.
+        return 'Bearer realm="countersign"'
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = ApiKeyAuthentication
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "An API key: cs_…"}
+
+
+class _ScopedKey(BasePermission):
+    scope: str
+
+    def has_permission(self, request, view) -> bool:
+        key = request.auth
+        if not isinstance(key, ApiKey):
+            return False  # DRF turns this into a 401, since no key was given
+        if not key.has_scope(self.scope):
+            self.message = f"This API key lacks the '{self.scope}' scope."
+            return False
+        return True
+
+
+class HasDecisionsScope(_ScopedKey):
+    scope = Scope.DECISIONS
+
+
+class HasAuditScope(_ScopedKey):
+    scope = Scope.AUDIT
+
+
+class ApiKeyRateThrottle(SimpleRateThrottle):
+    """API_RATE_LIMIT per key, counted in the shared cache (Redis in production)."""
+
+    scope = "api_key"
+
+    def get_cache_key(self, request, view) -> str | None:
+        if not isinstance(request.auth, ApiKey):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}

@@ -1,0 +1,54 @@
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+
+class Organization(models.Model):
+    """A tenant: its API keys, decisions, groups and audit trail are seen by nobody else."""
+
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=200)
+    default_timeout_minutes = models.FloatField(
+        default=60,
+        validators=[MinValueValidator(0.1), MaxValueValidator(365 * 24 * 60)],
+        help_text="Used when an agent does not send timeout_minutes.",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Scope(models.TextChoices):
+    DECISIONS = "decisions"
+    AUDIT = "audit"
+
+
+class ApiKey(models.Model):
+    """An agent's credential. Only the SHA-256 of the key is stored; the key is shown once."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, help_text="The key's first characters, to tell keys apart.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    # DRF uses the key as the request's principal (request.user and request.auth).
+    is_authenticated = True
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.organization.slug})"
+
+    @property
+    def actor(self) -> str:
+        """How this key appears in the audit trail and in outcomes."""
+        return f"api_key:{self.prefix}"
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
