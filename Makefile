@@ -7,8 +7,8 @@ INSTALLED := $(VENV)/.installed
 
 $(INSTALLED): pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install -qq --upgrade pip
+	$(PY) -m pip install -qq -e '.[dev]'
 	touch $@
 
 install: $(INSTALLED)

@@ -1,11 +1,13 @@
 """Decision endpoints: validate → call a service or selector → serialize."""
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from broker.schema import error_responses
 from decisions import selectors, services
 from decisions.serializers import DecisionCreateInput, DecisionListFilters, DecisionOutput
 
@@ -14,6 +16,16 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     str,
     OpenApiParameter.HEADER,
     description="Same key and body: the first decision again (200). Same key, other body: 409.",
+)
+
+
+DecisionPage = inline_serializer(
+    "DecisionPage",
+    fields={
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+        "results": DecisionOutput(many=True),
+    },
 )
 
 
@@ -44,7 +56,7 @@ class DecisionListCreateApi(APIView):
         operation_id="decisions_create",
         request=DecisionCreateInput,
         parameters=[IDEMPOTENCY_HEADER],
-        responses={201: DecisionOutput, 200: DecisionOutput},
+        responses={201: DecisionOutput, 200: DecisionOutput, **error_responses(400, 409, 413, 415)},
     )
     def post(self, request):
         idempotency_key = _idempotency_key(request)
@@ -60,7 +72,9 @@ class DecisionListCreateApi(APIView):
         return Response(DecisionOutput(decision).data, status=201 if created else 200)
 
     @extend_schema(
-        operation_id="decisions_list", parameters=[DecisionListFilters], responses=DecisionOutput(many=True)
+        operation_id="decisions_list",
+        parameters=[DecisionListFilters],
+        responses={200: DecisionPage, **error_responses(400)},
     )
     def get(self, request):
         filters = DecisionListFilters(data=request.query_params.dict())
@@ -73,7 +87,7 @@ class DecisionListCreateApi(APIView):
 
 
 class DecisionDetailApi(APIView):
-    @extend_schema(operation_id="decisions_retrieve", responses=DecisionOutput)
+    @extend_schema(operation_id="decisions_retrieve", responses={200: DecisionOutput, **error_responses(404)})
     def get(self, request, decision_id: str):
         decision = selectors.decision_get(
             organization_id=request.auth.organization_id, decision_id=decision_id
@@ -82,7 +96,11 @@ class DecisionDetailApi(APIView):
 
 
 class DecisionCancelApi(APIView):
-    @extend_schema(operation_id="decisions_cancel", request=None, responses=DecisionOutput)
+    @extend_schema(
+        operation_id="decisions_cancel",
+        request=None,
+        responses={200: DecisionOutput, **error_responses(404, 409)},
+    )
     def post(self, request, decision_id: str):
         decision = selectors.decision_get(
             organization_id=request.auth.organization_id, decision_id=decision_id

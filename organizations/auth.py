@@ -1,5 +1,8 @@
 """Bearer API-key authentication, scope permissions and the per-key rate limit."""
 
+import logging
+
+import redis
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
@@ -9,6 +12,8 @@ from rest_framework.throttling import SimpleRateThrottle
 from organizations.models import ApiKey, Scope
 from organizations.selectors import api_key_find_active
 from organizations.services import api_key_touch
+
+logger = logging.getLogger(__name__)
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -66,6 +71,15 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
     """API_RATE_LIMIT per key, counted in the shared cache (Redis in production)."""
 
     scope = "api_key"
+
+    def allow_request(self, request, view) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except (redis.RedisError, OSError):
+            # The cache (Redis) is down. Refusing every agent would turn a cache outage into
+            # an API outage; the limit is a guard against floods, so it fails open.
+            logger.warning("rate limit not applied: the cache is unreachable", exc_info=True)
+            return True
 
     def get_cache_key(self, request, view) -> str | None:
         if not isinstance(request.auth, ApiKey):
