@@ -23,6 +23,7 @@ class Delivery(models.Model):
         PENDING = "pending"
         SENT = "sent"
         FAILED = "failed"
+        SKIPPED = "skipped"  # no longer needed: an ask for a decision already resolved
 
     organization = models.ForeignKey(
         "organizations.Organization", on_delete=models.CASCADE, related_name="deliveries"

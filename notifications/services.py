@@ -117,14 +117,25 @@ def delivery_succeed(*, delivery: Delivery) -> None:
 @transaction.atomic
 def delivery_fail(*, delivery: Delivery, reason: str) -> None:
     """Give up on a delivery for good, with the reason in the row and the audit trail."""
+    _settle_unsent(delivery, status=Delivery.Status.FAILED, event=_EVENTS[delivery.kind][1], reason=reason)
+
+
+@transaction.atomic
+def delivery_skip(*, delivery: Delivery, reason: str) -> None:
+    """Hold a delivery back on purpose (its decision no longer needs it); audited as skipped,
+    so the trail does not show a deliberate choice as a failure."""
+    _settle_unsent(delivery, status=Delivery.Status.SKIPPED, event="notification.skipped", reason=reason)
+
+
+def _settle_unsent(delivery: Delivery, *, status: str, event: str, reason: str) -> None:
     won = Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.PENDING).update(
-        status=Delivery.Status.FAILED, lease_until=None, last_error=reason[:2000]
+        status=status, lease_until=None, last_error=reason[:2000]
     )
     if won:
         audit_record(
             organization_id=delivery.organization_id,
             decision_id=delivery.decision_id,
-            event=_EVENTS[delivery.kind][1],
+            event=event,
             actor="system",
             channel=delivery.kind,
             payload=_audit_payload(delivery, reason=reason[:500]),
@@ -149,13 +160,14 @@ def delivery_attempt(*, delivery_id: int) -> None:
     if delivery is None:
         return
     if delivery.purpose == Delivery.Purpose.ASK and not delivery.decision.is_pending:
-        delivery_fail(
+        delivery_skip(
             delivery=delivery, reason=f"not sent: the decision is already {delivery.decision.status}"
         )
         return
     sender = sender_for(delivery.kind)
     if sender is None:
-        # Kept pending, not failed: it goes out once a sender for its kind is configured.
+        # Retried on the usual schedule rather than failed at once: it goes out if a sender
+        # for its kind is configured within the retry window (over 24 hours).
         delivery_retry(delivery=delivery, reason=f"no sender for {delivery.kind} deliveries is configured")
         return
     try:
