@@ -26,7 +26,13 @@ class StrictNumberField(serializers.FloatField):
     """A JSON number (not a string, not a boolean), finite."""
 
     def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int | float) or not math.isfinite(data):
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        try:
+            finite = math.isfinite(data)
+        except OverflowError:  # an integer too large for a float
+            finite = False
+        if not finite:
             self.fail("invalid")
         return super().to_internal_value(data)
 

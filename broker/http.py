@@ -29,11 +29,13 @@ class BodySizeLimitMiddleware:
         return self.get_response(request)
 
 
-def _finite_float(text: str) -> float:
+def _finite_float(text: str) -> float | int:
     value = float(text)
     if not math.isfinite(value):
         raise ValueError(f"number {text} is out of range")
-    return value
+    # jsonb gives integral numbers back as integers (1e16 -> 10000000000000000, -0.0 -> 0):
+    # keep them integers from the start, so action_hash matches the details read back.
+    return int(value) if value.is_integer() else value
 
 
 def _reject_constant(name: str):

@@ -1,5 +1,6 @@
 """Decision endpoints: validate → call a service or selector → serialize."""
 
+from django.db.models import DateTimeField
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
@@ -37,9 +38,13 @@ class NewestFirst(CursorPagination):
 
     def decode_cursor(self, request):
         try:
-            return super().decode_cursor(request)
+            cursor = super().decode_cursor(request)
+            if cursor is not None and cursor.position is not None:
+                # DRF decodes any base64 "p=…"; a position that is not a time would fail in the query.
+                DateTimeField().to_python(cursor.position)
         except Exception:  # DRF answers 404 for a bad cursor; it is a bad parameter
             raise ValidationError({"cursor": ["Invalid cursor."]}) from None
+        return cursor
 
 
 def _idempotency_key(request) -> str | None:

@@ -40,6 +40,12 @@ class IdempotencyConflict(Conflict):
     code = "idempotency_conflict"
 
 
+class DeadlinePassed(Conflict):
+    """Answered after expires_at, before the clock has expired it: too late all the same."""
+
+    code = "expired"
+
+
 def action_hash(action: str, details: dict) -> str:
     """SHA-256 of the canonical JSON of action and details: what exactly was put to the approver."""
     return hashlib.sha256(canonical_json({"action": action, "details": details}).encode()).hexdigest()
@@ -245,6 +251,20 @@ def _audit_asked(decision: Decision, requests: list[ApprovalRequest]) -> None:
         )
 
 
+def approval_link_viewed(*, request: ApprovalRequest, choice: str, ip: str, user_agent: str) -> None:
+    """Record that an approval link was opened. It changes nothing else: mail scanners open
+    every link, and the trail should show their visits, not act on them."""
+    with transaction.atomic():
+        audit_record(
+            organization_id=request.decision.organization_id,
+            decision_id=request.decision_id,
+            event="link.viewed",
+            actor=request.address,
+            channel=request.channel,
+            payload={"choice": choice, "ip": ip, "user_agent": user_agent},
+        )
+
+
 # --- resolve ------------------------------------------------------------------------------
 
 
@@ -358,24 +378,28 @@ def decision_answer(
     details: dict | None = None,
     via: str,
     answered_by: str = "",
+    ip: str = "",
+    user_agent: str = "",
 ) -> Decision:
     """Record one approver's answer, and resolve the decision when it settles it: a deny at
     once, an approval when the stage's quorum is met (then the next stage is asked, if any),
     any other option or a text answer as `responded`.
 
-    Raises AlreadyResolved if the decision is not pending, AlreadyAnswered if this approver
-    answered before, InvalidInput for a choice not among the options, a missing text answer,
-    or edited details the decision does not allow.
+    Raises AlreadyResolved if the decision is not pending, DeadlinePassed after its
+    expires_at, AlreadyAnswered if this approver answered before, InvalidInput for a choice
+    not among the options, a missing text answer, or edited details the decision does not allow.
     """
     request = ApprovalRequest.objects.get(pk=request_id)
     # The row lock serialises answers to one decision, so quorum counts are exact.
     decision = Decision.objects.select_for_update().get(pk=request.decision_id)
     if not decision.is_pending:
         raise AlreadyResolved(decision)
+    now = timezone.now()
+    if decision.expires_at <= now:
+        raise DeadlinePassed(f"Decision {decision.id} expired at {_iso(decision.expires_at)}.")
     _check_answer(decision, choice=choice, text=text, note=note, details=details)
     if decision.response_type == ResponseType.TEXT:
         choice = ""
-    now = timezone.now()
     won = ApprovalRequest.objects.filter(pk=request.pk, state=ApprovalRequest.State.PENDING).update(
         state=ApprovalRequest.State.ANSWERED,
         answered_at=now,
@@ -420,6 +444,8 @@ def decision_answer(
             "text": text,
             "note": note,
             "edited_details": details,
+            "ip": ip,
+            "user_agent": user_agent,
         },
     )
     _audit_asked(decision, next_requests)

@@ -1,4 +1,7 @@
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.core.validators import validate_slug
+from django.db import transaction
 
 from organizations.models import Scope
 from organizations.services import api_key_create, organization_get_or_create
@@ -14,9 +17,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, org: str, scopes: str, name: str, **options):
         scope_list = [s.strip() for s in scopes.split(",") if s.strip()]
-        organization, created = organization_get_or_create(slug=org)
         try:
-            key, raw_key = api_key_create(organization=organization, scopes=scope_list, name=name)
+            validate_slug(org)
+        except ValidationError:
+            raise CommandError(f"--org {org!r} is not a slug (letters, digits, - and _)") from None
+        try:
+            with transaction.atomic():  # an unknown scope must not leave a new organization behind
+                organization, created = organization_get_or_create(slug=org)
+                key, raw_key = api_key_create(organization=organization, scopes=scope_list, name=name)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         if created:
