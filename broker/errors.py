@@ -9,7 +9,8 @@ import logging
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import InterfaceError, OperationalError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import render
 from rest_framework import exceptions as drf
 
 logger = logging.getLogger(__name__)
@@ -107,17 +108,28 @@ def api_exception_handler(exc: Exception, context: dict) -> JsonResponse | None:
     return error_response(exc.status_code, code, _first_message(exc.detail), headers=headers)
 
 
-def json_bad_request(request, exception=None) -> JsonResponse:
-    return error_response(400, "bad_request", "Bad request.")
+# Approvers reach /a/… from an email, in a browser: they get a page, not JSON.
+HTML_PATH_PREFIXES = ("/a/",)
 
 
-def json_permission_denied(request, exception=None) -> JsonResponse:
-    return error_response(403, "forbidden", "You do not have permission to do this.")
+def error_for(request, status: int, code: str, message: str, title: str = "") -> HttpResponse:
+    if request.path.startswith(HTML_PATH_PREFIXES):
+        context = {"title": title or message, "message": "" if not title else message}
+        return render(request, "approvals/problem.html", context, status=status)
+    return error_response(status, code, message)
 
 
-def json_not_found(request, exception=None) -> JsonResponse:
-    return error_response(404, "not_found", "Not found.")
+def json_bad_request(request, exception=None) -> HttpResponse:
+    return error_for(request, 400, "bad_request", "Bad request.")
 
 
-def json_server_error(request) -> JsonResponse:
-    return error_response(500, "internal_error", "Something went wrong on our side.")
+def json_permission_denied(request, exception=None) -> HttpResponse:
+    return error_for(request, 403, "forbidden", "You do not have permission to do this.")
+
+
+def json_not_found(request, exception=None) -> HttpResponse:
+    return error_for(request, 404, "not_found", "Not found.")
+
+
+def json_server_error(request) -> HttpResponse:
+    return error_for(request, 500, "internal_error", "Something went wrong on our side.")

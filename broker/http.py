@@ -7,7 +7,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from broker.errors import PayloadTooLarge, error_response
+from broker.errors import PayloadTooLarge, error_for
 
 MAX_JSON_DEPTH = 32
 
@@ -23,9 +23,11 @@ class BodySizeLimitMiddleware:
         try:
             length = int(raw)
         except ValueError:
-            return error_response(400, "bad_request", "Content-Length is not a number.")
+            return error_for(request, 400, "bad_request", "Content-Length is not a number.")
         if length > settings.MAX_REQUEST_BODY_BYTES:
-            return error_response(413, "payload_too_large", "Request body is larger than 1 MiB.")
+            return error_for(
+                request, 413, "payload_too_large", "Request body is larger than 1 MiB.", title="Too large"
+            )
         return self.get_response(request)
 
 

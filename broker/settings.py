@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "anymail",
     "organizations",
     "decisions",
     "notifications",
@@ -126,6 +127,9 @@ if env_str("EMAIL_BACKEND"):
     # A django-anymail provider, e.g. anymail.backends.postmark.EmailBackend, configured by
     # its own ANYMAIL_* variables.
     EMAIL_BACKEND = env_str("EMAIL_BACKEND")
+if DEBUG:
+    # Keep a copy of every email for /dev/outbox/, and still send it as configured.
+    DEV_OUTBOX_BACKEND, EMAIL_BACKEND = EMAIL_BACKEND, "notifications.dev_outbox.DevOutboxBackend"
 ANYMAIL = {
     key.removeprefix("ANYMAIL_"): value for key, value in os.environ.items() if key.startswith("ANYMAIL_")
 }

@@ -1,8 +1,10 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from broker.health import healthz
+from notifications import dev_outbox
 
 urlpatterns = [
     path("", include("decisions.urls")),
@@ -10,7 +12,14 @@ urlpatterns = [
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
     path("admin/", admin.site.urls),
+    path("dev/outbox/", dev_outbox.outbox_list, name="dev-outbox"),
+    path("dev/outbox/<str:name>", dev_outbox.outbox_message, name="dev-outbox-message"),
 ]
+
+if settings.ANYMAIL.get("WEBHOOK_SECRET"):
+    # Tracking webhooks only with their shared secret: unauthenticated posts could forge
+    # delivered/bounced events in the audit trail.
+    urlpatterns.append(path("anymail/", include("anymail.urls")))
 
 handler400 = "broker.errors.json_bad_request"
 handler403 = "broker.errors.json_permission_denied"

@@ -3,7 +3,8 @@ from datetime import datetime
 from django.db.models import QuerySet
 
 from broker.errors import NotFound
-from decisions.models import Decision
+from decisions.links import LinkClaim
+from decisions.models import ApprovalRequest, Decision, ResponseType
 
 
 def decision_get(*, organization_id: int, decision_id: str) -> Decision:
@@ -34,3 +35,18 @@ def decision_list(
     if created_before:
         decisions = decisions.filter(created_at__lt=created_before)
     return decisions
+
+
+def approval_request_for_link(claim: LinkClaim) -> ApprovalRequest | None:
+    """The request a link names, if it exists, belongs to the decision the link names, and
+    the link's choice is one the decision offers. Anything else is a link we did not make."""
+    request = (
+        ApprovalRequest.objects.select_related("decision__organization")
+        .filter(pk=claim.request_id, decision_id=claim.decision_id)
+        .first()
+    )
+    if request is None:
+        return None
+    decision = request.decision
+    offered = [""] if decision.response_type == ResponseType.TEXT else decision.options
+    return request if claim.choice in offered else None

@@ -46,6 +46,9 @@ class Delivery(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    provider_message_id = models.CharField(
+        max_length=255, blank=True, db_index=True, help_text="the email provider's id, for tracking webhooks"
+    )
 
     class Meta:
         verbose_name_plural = "deliveries"

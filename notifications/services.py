@@ -11,6 +11,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.services import audit_record
+from broker.canonical import canonical_json
 from decisions.models import ApprovalRequest
 from notifications.models import Delivery
 from notifications.senders import PermanentFailure, RetryLater, sender_for
@@ -199,3 +200,37 @@ def deliveries_requeue_due(*, limit: int = 500) -> int:
         Delivery.objects.filter(pk__in=due_ids).update(enqueued_at=now)
         _publish(due_ids)
     return len(due_ids)
+
+
+TRACKED_EMAIL_EVENTS = {"delivered", "bounced", "complained", "rejected", "failed"}
+
+
+@transaction.atomic
+def delivery_record_tracking(
+    *, message_id: str, event_type: str, event_id: str, description: str, esp: str
+) -> bool:
+    """Record a provider's report on an email we sent (via django-anymail's tracking webhook)
+    as notification.<event_type>. Returns False when it is not ours, not an event we keep,
+    or a duplicate the provider sent again."""
+    if event_type not in TRACKED_EMAIL_EVENTS or not message_id:
+        return False
+    delivery = (
+        Delivery.objects.select_related("request")
+        .filter(kind=Delivery.Kind.EMAIL, provider_message_id=message_id)
+        .first()
+    )
+    if delivery is None:
+        return False
+    event = f"notification.{event_type}"
+    marker = canonical_json({"event_id": event_id})[1:-1]
+    if event_id and delivery.decision.audit_events.filter(event=event, payload__contains=marker).exists():
+        return False
+    audit_record(
+        organization_id=delivery.organization_id,
+        decision_id=delivery.decision_id,
+        event=event,
+        actor=f"provider:{esp}",
+        channel=delivery.kind,
+        payload=_audit_payload(delivery, event_id=event_id, description=description[:500]),
+    )
+    return True

@@ -28,7 +28,8 @@ class Command(BaseCommand):
                     "",
                     CURL.format(base=base, key=raw_key),
                     "",
-                    " The approval email is printed below by the worker (console email).",
+                    f" Then open {base}/dev/outbox/ to see alice's email and click Approve",
+                    " (the worker also prints it below).",
                     "=" * 72,
                     "",
                 ]

@@ -1,0 +1,166 @@
+"""The approver's one-click pages at /a/<token>.
+
+GET shows the decision and a confirm button, and changes nothing: mail scanners (Safe Links,
+Mimecast, Proofpoint) fetch every link in a message, so a GET must never answer. The confirm
+button POSTs, and the POST answers once, through decision_answer.
+"""
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from broker.errors import InvalidInput
+from decisions import selectors, services
+from decisions.display import BUTTON_COLOURS, OTHER_BUTTON_COLOUR, deadline_phrase, detail_rows, option_label
+from decisions.links import BadLink, read_link
+from decisions.models import ApprovalRequest, ResponseType, Via
+
+EDITABLE_TYPES = (str, int, float, bool)
+
+
+def _page(request: HttpRequest, template: str, context: dict, *, status: int = 200) -> HttpResponse:
+    response = render(request, template, context, status=status)
+    # The URL is a credential: never leak it in a Referer, never cache the page, never index it.
+    response["Referrer-Policy"] = "no-referrer"
+    response["Cache-Control"] = "no-store"
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    return response
+
+
+def problem_page(request: HttpRequest, status: int, title: str, message: str) -> HttpResponse:
+    return _page(request, "approvals/problem.html", {"title": title, "message": message}, status=status)
+
+
+def _client(request: HttpRequest) -> dict:
+    return {
+        "ip": request.META.get("REMOTE_ADDR", ""),
+        "user_agent": request.META.get("HTTP_USER_AGENT", "")[:500],
+    }
+
+
+def _editable_details(approval: ApprovalRequest, choice: str) -> list[dict]:
+    decision = approval.decision
+    if not (decision.allow_edit and choice == "approve"):
+        return []
+    return [
+        {"key": key, "value": value, "field": f"detail__{key}", "kind": type(value).__name__}
+        for key, value in decision.details.items()
+        if isinstance(value, EDITABLE_TYPES)
+    ]
+
+
+def _context(approval: ApprovalRequest, choice: str, **extra) -> dict:
+    decision = approval.decision
+    return {
+        "approval": approval,
+        "decision": decision,
+        "organization": decision.organization,
+        "choice": choice,
+        "choice_label": option_label(choice) if choice else "Send answer",
+        "colour": BUTTON_COLOURS.get(choice, OTHER_BUTTON_COLOUR),
+        "is_text": decision.response_type == ResponseType.TEXT,
+        "deadline": deadline_phrase(decision.expires_at),
+        "details": detail_rows(decision.details),
+        "editable": _editable_details(approval, choice),
+        "outcome": decision.outcome,
+        **extra,
+    }
+
+
+def _closed_page(request: HttpRequest, approval: ApprovalRequest, *, status: int) -> HttpResponse | None:
+    """The page for a link that can no longer answer, or None if it still can."""
+    approval.refresh_from_db()
+    decision = approval.decision
+    decision.refresh_from_db()
+    if decision.is_pending and decision.expires_at <= timezone.now():
+        reason = "expired"
+    elif not decision.is_pending:
+        reason = "resolved"
+    elif approval.state == ApprovalRequest.State.ANSWERED:
+        reason = "answered"
+    else:
+        return None
+    return _page(request, "approvals/closed.html", _context(approval, "", reason=reason), status=status)
+
+
+def _edited_details(approval: ApprovalRequest, choice: str, form) -> dict | None:
+    """The details as the approver left them, typed like the originals; None if unchanged."""
+    fields = _editable_details(approval, choice)
+    edited = dict(approval.decision.details)
+    for field in fields:
+        if field["field"] not in form:
+            continue
+        raw = form[field["field"]].strip()
+        original = field["value"]
+        if isinstance(original, bool):
+            edited[field["key"]] = raw.lower() in {"true", "yes", "on", "1"}
+        elif isinstance(original, int | float):
+            try:
+                number = float(raw.replace(",", ""))
+            except ValueError:
+                raise InvalidInput(
+                    f"{field['key']} must be a number.", fields={field["key"]: ["a number"]}
+                ) from None
+            edited[field["key"]] = (
+                int(number) if isinstance(original, int) and number.is_integer() else number
+            )
+        else:
+            edited[field["key"]] = raw
+    return edited if edited != approval.decision.details else None
+
+
+@csrf_exempt  # the signed token in the URL is the credential; no cookie or session to forge
+@require_http_methods(["GET", "HEAD", "POST"])
+def approval_link(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        claim = read_link(token)
+    except BadLink:
+        return problem_page(
+            request,
+            404,
+            "This link is not valid",
+            "It may have been cut short or changed. Open it again from the email you received.",
+        )
+    approval = selectors.approval_request_for_link(claim)
+    if approval is None:
+        return problem_page(
+            request, 404, "This link is not valid", "It does not match any request for sign-off."
+        )
+
+    if request.method == "POST":
+        return _answer(request, approval, claim.choice)
+    services.approval_link_viewed(request=approval, choice=claim.choice, **_client(request))
+    return _closed_page(request, approval, status=200) or _page(
+        request, "approvals/confirm.html", _context(approval, claim.choice)
+    )
+
+
+def _answer(request: HttpRequest, approval: ApprovalRequest, choice: str) -> HttpResponse:
+    form = request.POST
+    if form.get("confirm") != "yes":
+        return problem_page(
+            request, 400, "This answer is incomplete", "Use the confirm button on the page to answer."
+        )
+    try:
+        services.decision_answer(
+            request_id=approval.pk,
+            choice=choice,
+            text=form.get("text", ""),
+            note=form.get("note", ""),
+            details=_edited_details(approval, choice, form),
+            via=Via.EMAIL,
+            **_client(request),
+        )
+    except (services.AlreadyResolved, services.AlreadyAnswered, services.DeadlinePassed):
+        return _closed_page(request, approval, status=409) or problem_page(
+            request, 409, "Already answered", "This decision can no longer be answered."
+        )
+    except InvalidInput as exc:
+        context = _context(
+            approval, choice, error=exc.message, note=form.get("note", ""), text=form.get("text", "")
+        )
+        return _page(request, "approvals/confirm.html", context, status=400)
+    approval.decision.refresh_from_db()
+    return _page(request, "approvals/done.html", _context(approval, choice))

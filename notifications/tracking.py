@@ -1,0 +1,18 @@
+"""Email providers' tracking events (delivered, bounced, complained) arrive through
+django-anymail's webhooks at /anymail/<esp>/tracking/ and go into the audit trail."""
+
+from anymail.signals import tracking
+from django.dispatch import receiver
+
+from notifications.services import delivery_record_tracking
+
+
+@receiver(tracking, dispatch_uid="countersign-email-tracking")
+def record_email_tracking(sender, event, esp_name, **kwargs) -> None:
+    delivery_record_tracking(
+        message_id=event.message_id or "",
+        event_type=event.event_type or "",
+        event_id=event.event_id or "",
+        description=event.description or event.reject_reason or "",
+        esp=esp_name,
+    )
