@@ -10,6 +10,7 @@ COPY audit audit
 COPY templates templates
 COPY manage.py .
 # Editable, so the code runs from /app (settings find templates/ and var/ beside it).
-RUN pip install -e '.[server]' && SECRET_KEY=build python manage.py collectstatic --noinput -v 0
+RUN pip install -e . && SECRET_KEY=build python manage.py collectstatic --noinput -v 0
 EXPOSE 8000
-CMD ["gunicorn", "broker.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4"]
+# ASGI, so a long-poll (GET /decisions/{id}?wait=N) holds no thread while it waits.
+CMD ["uvicorn", "broker.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]

@@ -3,7 +3,9 @@
 import json
 import math
 
+from asgiref.sync import iscoroutinefunction
 from django.conf import settings
+from django.utils.decorators import sync_and_async_middleware
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
@@ -12,23 +14,34 @@ from broker.errors import PayloadTooLarge, error_for
 MAX_JSON_DEPTH = 32
 
 
-class BodySizeLimitMiddleware:
-    """Answer 413 from the Content-Length alone, before anything reads the body."""
+def _oversized_body(request):
+    """A 413 from the Content-Length alone, before anything reads the body; else None."""
+    raw = request.META.get("CONTENT_LENGTH") or "0"
+    try:
+        length = int(raw)
+    except ValueError:
+        return error_for(request, 400, "bad_request", "Content-Length is not a number.")
+    if length > settings.MAX_REQUEST_BODY_BYTES:
+        return error_for(
+            request, 413, "payload_too_large", "Request body is larger than 1 MiB.", title="Too large"
+        )
+    return None
 
-    def __init__(self, get_response):
-        self.get_response = get_response
 
-    def __call__(self, request):
-        raw = request.META.get("CONTENT_LENGTH") or "0"
-        try:
-            length = int(raw)
-        except ValueError:
-            return error_for(request, 400, "bad_request", "Content-Length is not a number.")
-        if length > settings.MAX_REQUEST_BODY_BYTES:
-            return error_for(
-                request, 413, "payload_too_large", "Request body is larger than 1 MiB.", title="Too large"
-            )
-        return self.get_response(request)
+@sync_and_async_middleware
+def BodySizeLimitMiddleware(get_response):
+    # Both flavours, so that under ASGI no request (a long-poll least of all) is pinned to a thread.
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request):
+            return _oversized_body(request) or await get_response(request)
+
+    else:
+
+        def middleware(request):
+            return _oversized_body(request) or get_response(request)
+
+    return middleware
 
 
 def _finite_float(text: str) -> float | int:

@@ -53,7 +53,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "whitenoise.runserver_nostatic",
+    "servestatic.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
@@ -68,7 +68,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "broker.http.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Async-native: under uvicorn a sync-only middleware would pin a thread per request,
+    # and a long-poll holds its request for up to 60 s.
+    "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -106,8 +108,15 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env_float("DATABASE_CONN_MAX_AGE", 60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Under ASGI each request runs its sync code in its own thread: a pool shares a few
+    # connections among them (persistent per-thread connections would pile up instead).
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {
+            "min_size": 1,
+            "max_size": int(env_float("DATABASE_POOL_SIZE", 10, minimum=1)),
+            "timeout": 10,
+        }
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -215,6 +224,13 @@ OUTBOX_SWEEP_SECONDS = env_float("OUTBOX_SWEEP_SECONDS", 5, minimum=0.1)
 OUTBOX_REQUEUE_AFTER = timedelta(seconds=env_float("OUTBOX_REQUEUE_AFTER_SECONDS", 30, minimum=1))
 # A claimed delivery whose worker died is free for another worker after this lease.
 OUTBOX_LEASE = timedelta(seconds=env_float("OUTBOX_LEASE_SECONDS", 120, minimum=1))
+
+# Long-poll wake-ups ride on Redis pub/sub when the broker is Redis; a batched database
+# re-check covers lost announcements, and is all there is on the embedded default.
+LONGPOLL_REDIS_URL = CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
+LONGPOLL_RECHECK_SECONDS = env_float(
+    "LONGPOLL_RECHECK_SECONDS", 2.0 if LONGPOLL_REDIS_URL else 0.5, minimum=0.05
+)
 
 CELERY_BEAT_SCHEDULE = {
     "outbox-sweep": {"task": "notifications.sweep_outbox", "schedule": OUTBOX_SWEEP_SECONDS},

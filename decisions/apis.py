@@ -1,15 +1,23 @@
 """Decision endpoints: validate → call a service or selector → serialize."""
 
+import math
+
+from asgiref.sync import sync_to_async
+from django.db import connections
 from django.db.models import DateTimeField
+from django.http import HttpResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from broker.errors import error_response
 from broker.schema import error_responses
-from decisions import selectors, services
+from decisions import selectors, services, waiting
 from decisions.serializers import DecisionCreateInput, DecisionListFilters, DecisionOutput
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -91,8 +99,21 @@ class DecisionListCreateApi(APIView):
         return paginator.get_paginated_response(DecisionOutput(page, many=True).data)
 
 
+MAX_WAIT_SECONDS = 60
+WAIT_PARAMETER = OpenApiParameter(
+    "wait",
+    float,
+    OpenApiParameter.QUERY,
+    description="Hold the request up to this many seconds (0 to 60) until the decision leaves pending.",
+)
+
+
 class DecisionDetailApi(APIView):
-    @extend_schema(operation_id="decisions_retrieve", responses={200: DecisionOutput, **error_responses(404)})
+    @extend_schema(
+        operation_id="decisions_retrieve",
+        parameters=[WAIT_PARAMETER],
+        responses={200: DecisionOutput, **error_responses(400, 404)},
+    )
     def get(self, request, decision_id: str):
         decision = selectors.decision_get(
             organization_id=request.auth.organization_id, decision_id=decision_id
@@ -115,3 +136,55 @@ class DecisionCancelApi(APIView):
             organization_id=request.auth.organization_id, decision_id=decision_id
         )
         return Response(DecisionOutput(decision).data)
+
+
+_detail_once = sync_to_async(DecisionDetailApi.as_view())
+
+
+def _parse_wait(raw: str) -> float:
+    seconds = float(raw)  # ValueError for non-numbers
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_WAIT_SECONDS:
+        raise ValueError(raw)
+    return seconds
+
+
+def _decision_json(api_key, decision_id: str) -> HttpResponse:
+    decision = selectors.decision_get(organization_id=api_key.organization_id, decision_id=decision_id)
+    return HttpResponse(JSONRenderer().render(DecisionOutput(decision).data), content_type="application/json")
+
+
+def _release_database() -> None:
+    connections.close_all()
+
+
+@csrf_exempt
+async def decision_detail(request, decision_id: str):
+    """GET /decisions/{id}, and with ?wait=N the long-poll: held until the decision leaves
+    pending or N seconds pass. The first read is the ordinary DRF view (auth, scope, rate
+    limit, 404); the wait holds no thread and no database connection."""
+    raw_wait = request.GET.get("wait")
+    if request.method != "GET" or raw_wait is None:
+        return await _detail_once(request, decision_id=decision_id)
+    try:
+        seconds = _parse_wait(raw_wait)
+    except ValueError:
+        return error_response(
+            400,
+            "invalid",
+            f"wait must be a number of seconds from 0 to {MAX_WAIT_SECONDS}.",
+            {"wait": [f"0 to {MAX_WAIT_SECONDS}"]},
+        )
+    async with waiting.hub().watching(decision_id) as wait:
+        response = await _detail_once(request, decision_id=decision_id)
+        if response.status_code != 200 or response.data["status"] != "pending" or seconds == 0:
+            return response
+        await sync_to_async(_release_database)()
+        await wait(seconds)
+    # DRF has authenticated the key and put it on the request: read the decision once more.
+    return await sync_to_async(_decision_json)(request.user, decision_id)
+
+
+# The OpenAPI generator documents DRF views by these attributes (set by as_view()): describe
+# this wrapper as the DRF view it wraps, wait parameter included.
+decision_detail.cls = DecisionDetailApi
+decision_detail.initkwargs = {}

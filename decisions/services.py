@@ -7,6 +7,7 @@ are written last in each transaction (see audit_record for why).
 
 import hashlib
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -16,6 +17,7 @@ from broker.canonical import canonical_json
 from broker.errors import Conflict, InvalidInput
 from decisions.models import ApprovalRequest, Decision, OnTimeout, ResponseType, Status, Via
 from decisions.routing import UnknownGroups, approvals_required, expand_addresses
+from decisions.waiting import publish_resolution
 from notifications.models import Delivery
 from notifications.services import deliveries_enqueue
 from organizations.models import ApiKey
@@ -328,6 +330,8 @@ def _announce(decision: Decision) -> None:
     )
     if decision.callback_url:
         deliveries_enqueue(decision=decision, kind=Delivery.Kind.CALLBACK, purpose=Delivery.Purpose.OUTCOME)
+    # Wake long-polling agents once it is committed (robust: Redis down costs latency only).
+    transaction.on_commit(partial(publish_resolution, decision.id), robust=True)
 
 
 def _reload(decision_id: str) -> Decision:

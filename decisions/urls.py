@@ -18,7 +18,7 @@ register_converter(DecisionIdConverter, "decision_id")
 
 urlpatterns = [
     path("decisions", apis.DecisionListCreateApi.as_view(), name="decisions"),
-    path("decisions/<decision_id:decision_id>", apis.DecisionDetailApi.as_view(), name="decision"),
+    path("decisions/<decision_id:decision_id>", apis.decision_detail, name="decision"),
     path(
         "decisions/<decision_id:decision_id>/cancel", apis.DecisionCancelApi.as_view(), name="decision-cancel"
     ),

@@ -2,6 +2,7 @@
 
 import logging
 import random
+import time
 from datetime import timedelta
 from functools import partial
 
@@ -13,8 +14,8 @@ from django.utils import timezone
 from audit.services import audit_record
 from broker.canonical import canonical_json
 from decisions.models import ApprovalRequest
-from notifications.models import Delivery
-from notifications.senders import PermanentFailure, RetryLater, sender_for
+from notifications.models import Delivery, DeliveryAttempt
+from notifications.senders import AttemptReport, PermanentFailure, RetryLater, sender_for
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,27 @@ def deliveries_enqueue(*, decision, kind: str, purpose: str, requests=(None,)) -
     )
     _publish_on_commit([d.pk for d in deliveries])
     return deliveries
+
+
+@transaction.atomic
+def delivery_redeliver(*, delivery: Delivery, actor: str) -> None:
+    """Send a delivery again (an admin's "redeliver"), whatever became of it: a fresh round of
+    attempts with the same webhook-id, so a receiver that already has it can tell."""
+    now = timezone.now()
+    Delivery.objects.filter(pk=delivery.pk).update(
+        status=Delivery.Status.PENDING, attempts=0, next_attempt_at=now, enqueued_at=now, lease_until=None
+    )
+    audit_record(
+        organization_id=delivery.organization_id,
+        decision_id=delivery.decision_id,
+        event="callback.redelivery_requested"
+        if delivery.kind == Delivery.Kind.CALLBACK
+        else "notification.redelivery_requested",
+        actor=actor,
+        channel=delivery.kind,
+        payload={"delivery_id": delivery.pk, "previous_status": delivery.status},
+    )
+    _publish_on_commit([delivery.pk])
 
 
 def delivery_claim(*, delivery_id: int) -> Delivery | None:
@@ -171,17 +193,37 @@ def delivery_attempt(*, delivery_id: int) -> None:
         # for its kind is configured within the retry window (over 24 hours).
         delivery_retry(delivery=delivery, reason=f"no sender for {delivery.kind} deliveries is configured")
         return
+    started_at, clock = timezone.now(), time.monotonic()
     try:
-        sender(delivery)
+        report = sender(delivery)
     except PermanentFailure as exc:
+        _log_attempt(delivery, started_at, clock, ok=False, error=str(exc), report=exc.report)
         delivery_fail(delivery=delivery, reason=str(exc))
     except RetryLater as exc:
+        _log_attempt(delivery, started_at, clock, ok=False, error=str(exc), report=exc.report)
         delivery_retry(delivery=delivery, reason=str(exc), retry_after=exc.retry_after)
     except Exception as exc:
         logger.warning("delivery %s attempt %s failed", delivery.pk, delivery.attempts, exc_info=True)
-        delivery_retry(delivery=delivery, reason=f"{type(exc).__name__}: {exc}")
+        reason = f"{type(exc).__name__}: {exc}"
+        _log_attempt(delivery, started_at, clock, ok=False, error=reason, report=None)
+        delivery_retry(delivery=delivery, reason=reason)
     else:
+        _log_attempt(delivery, started_at, clock, ok=True, error="", report=report)
         delivery_succeed(delivery=delivery)
+
+
+def _log_attempt(delivery: Delivery, started_at, clock: float, *, ok: bool, error: str, report) -> None:
+    report = report or AttemptReport()
+    DeliveryAttempt.objects.create(
+        delivery=delivery,
+        number=delivery.attempts,
+        started_at=started_at,
+        duration_ms=round((time.monotonic() - clock) * 1000),
+        ok=ok,
+        status_code=report.status_code,
+        error=error[:2000],
+        response_snippet=report.response_snippet[:2000],
+    )
 
 
 def deliveries_requeue_due(*, limit: int = 500) -> int:

@@ -1,13 +1,24 @@
 """Callback URLs must not become a way into the operator's network (SSRF).
 
 A URL is refused unless it is http(s) with a host and no credentials, and every address its
-host resolves to is public. CALLBACK_ALLOW_PRIVATE=1 lifts the address check for local
-development and tests.
+host resolves to is public. The check runs when the decision is created and again at connect
+time, where pinned_target() hands back the very address it checked, so a DNS answer that
+changes in between (rebinding) cannot redirect the request. CALLBACK_ALLOW_PRIVATE=1 lifts
+the address check for local development and tests.
 """
 
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+
+class RefusedAddress(ValueError):
+    """The host resolves to an address callbacks may not reach."""
+
+
+class UnresolvableHost(ValueError):
+    """The host does not resolve (now)."""
 
 
 def is_public_address(address: str) -> bool:
@@ -22,13 +33,12 @@ def is_public_address(address: str) -> bool:
 def resolve(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError, OSError):
-        raise ValueError(f"The host '{host[:100]}' does not resolve.") from None
-    return sorted({info[4][0] for info in infos})
+    except (OSError, UnicodeError):
+        raise UnresolvableHost(f"The host '{host[:100]}' does not resolve.") from None
+    return list(dict.fromkeys(info[4][0] for info in infos))
 
 
-def check_callback_url(url: str, *, allow_private: bool) -> None:
-    """Raise ValueError with a reason if the URL may not receive callbacks."""
+def _parse(url: str) -> tuple[SplitResult, int]:
     if any(ch.isspace() or ord(ch) < 32 for ch in url):
         raise ValueError("The URL must not contain spaces or control characters.")
     parts = urlsplit(url)
@@ -42,10 +52,39 @@ def check_callback_url(url: str, *, allow_private: bool) -> None:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise ValueError("The URL's port is not valid.") from None
-    if allow_private:
-        return
-    addresses = resolve(parts.hostname, port)
-    if blocked := [a for a in addresses if not is_public_address(a)]:
-        raise ValueError(
+    return parts, port
+
+
+def _checked_addresses(host: str, port: int, *, allow_private: bool) -> list[str]:
+    addresses = resolve(host, port)
+    if not allow_private and (blocked := [a for a in addresses if not is_public_address(a)]):
+        raise RefusedAddress(
             f"Callbacks to private, loopback or link-local addresses are refused ({blocked[0]})."
         )
+    return addresses
+
+
+def check_callback_url(url: str, *, allow_private: bool) -> None:
+    """Raise ValueError with a reason if the URL may not receive callbacks."""
+    parts, port = _parse(url)
+    if not allow_private:
+        _checked_addresses(parts.hostname, port, allow_private=False)
+
+
+@dataclass(frozen=True)
+class PinnedTarget:
+    url: str  # the URL with its host replaced by the checked address
+    host_header: str
+    sni_hostname: str | None  # for https: TLS is still verified against the real name
+
+
+def pinned_target(url: str, *, allow_private: bool) -> PinnedTarget:
+    """Resolve and check the URL's host now, and name the checked address to connect to.
+    Raises RefusedAddress, UnresolvableHost, or ValueError for a malformed URL."""
+    parts, port = _parse(url)
+    address = _checked_addresses(parts.hostname, port, allow_private=allow_private)[0]
+    literal = f"[{address}]" if ":" in address else address
+    pinned = urlunsplit((parts.scheme, f"{literal}:{port}", parts.path or "/", parts.query, ""))
+    name = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    host_header = name if parts.port is None else f"{name}:{parts.port}"
+    return PinnedTarget(pinned, host_header, parts.hostname if parts.scheme == "https" else None)

@@ -52,3 +52,19 @@ class ApiKey(models.Model):
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+class WebhookSecret(models.Model):
+    """The key that signs an organization's callbacks (Standard Webhooks, `whsec_…`).
+
+    Kept in the clear because signing needs it. Rotation retires the current secret: a
+    retired secret still signs for ROTATION_OVERLAP, so receivers can switch without a gap.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="webhook_secrets")
+    secret = models.CharField(max_length=100)
+    created_at = models.DateTimeField(default=timezone.now)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.secret[:10]}… ({self.organization.slug})"

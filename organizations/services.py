@@ -1,3 +1,4 @@
+import base64
 import hashlib
 import secrets
 from datetime import timedelta
@@ -6,9 +7,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from organizations.models import ApiKey, Organization, Scope
+from organizations.models import ApiKey, Organization, Scope, WebhookSecret
 
 KEY_PREFIX = "cs_"
+ROTATION_OVERLAP = timedelta(hours=24)
 # last_used_at is a hint for admins, not a log: one write a minute per key is plenty.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
@@ -49,3 +51,32 @@ def api_key_touch(*, key: ApiKey) -> None:
     now = timezone.now()
     stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
     ApiKey.objects.filter(stale, pk=key.pk).update(last_used_at=now)
+
+
+def _new_webhook_secret() -> str:
+    # Standard Webhooks: "whsec_" + base64 of the raw key; 32 bytes, as HMAC-SHA256 wants.
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+@transaction.atomic
+def webhook_secret_current(*, organization: Organization) -> WebhookSecret:
+    """The organization's current secret, created on first use."""
+    Organization.objects.select_for_update().filter(pk=organization.pk).first()  # one creator at a time
+    current = organization.webhook_secrets.filter(retired_at__isnull=True).order_by("-created_at").first()
+    return current or WebhookSecret.objects.create(organization=organization, secret=_new_webhook_secret())
+
+
+@transaction.atomic
+def webhook_secret_rotate(*, organization: Organization) -> WebhookSecret:
+    """Retire the current secret (it keeps signing for ROTATION_OVERLAP) and start a new one."""
+    Organization.objects.select_for_update().filter(pk=organization.pk).first()
+    organization.webhook_secrets.filter(retired_at__isnull=True).update(retired_at=timezone.now())
+    return WebhookSecret.objects.create(organization=organization, secret=_new_webhook_secret())
+
+
+def webhook_signing_secrets(*, organization: Organization) -> list[str]:
+    """Every secret a callback is signed with now: the current one first, then any retired
+    within ROTATION_OVERLAP. Creates the current one if the organization has none."""
+    current = webhook_secret_current(organization=organization)
+    recent = organization.webhook_secrets.filter(retired_at__gt=timezone.now() - ROTATION_OVERLAP)
+    return [current.secret, *recent.order_by("-retired_at").values_list("secret", flat=True)]
