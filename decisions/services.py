@@ -394,8 +394,11 @@ def decision_answer(
     not among the options, a missing text answer, or edited details the decision does not allow.
     """
     request = ApprovalRequest.objects.get(pk=request_id)
-    # The row lock serialises answers to one decision, so quorum counts are exact.
-    decision = Decision.objects.select_for_update().get(pk=request.decision_id)
+    # The row lock serialises answers to one decision, so quorum counts are exact. NO KEY: a
+    # plain FOR UPDATE also blocks the KEY SHARE lock every insert referencing this decision
+    # takes (an audit event, a delivery), and a worker marking an email sent holds its
+    # request row while it inserts one: the two would deadlock.
+    decision = Decision.objects.select_for_update(no_key=True).get(pk=request.decision_id)
     if not decision.is_pending:
         raise AlreadyResolved(decision)
     now = timezone.now()
@@ -466,6 +469,9 @@ def _check_answer(decision: Decision, *, choice: str, text: str, note: str, deta
         raise InvalidInput(
             f"'{choice[:64]}' is not one of the options.", fields={"choice": [f"one of {decision.options}"]}
         )
+    if _has_nul([note, text, details]):
+        # PostgreSQL cannot store NUL in text or jsonb; the API's parser refuses it, forms must too.
+        raise InvalidInput("Answers must not contain NUL characters.", fields={"note": ["no NUL characters"]})
     if len(note) > MAX_NOTE_LENGTH:
         raise InvalidInput(
             "The note is too long.", fields={"note": [f"at most {MAX_NOTE_LENGTH} characters"]}
@@ -479,6 +485,16 @@ def _check_answer(decision: Decision, *, choice: str, text: str, note: str, deta
             "Details can be edited only when approving a decision that allows it.",
             fields={"details": ["not editable"]},
         )
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 def _settle(decision: Decision, request: ApprovalRequest, choice: str) -> str | None:
