@@ -5,6 +5,8 @@ Mimecast, Proofpoint) fetch every link in a message, so a GET must never answer.
 button POSTs, and the POST answers once, through decision_answer.
 """
 
+import math
+
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -99,6 +101,8 @@ def _edited_details(approval: ApprovalRequest, choice: str, form) -> dict | None
         elif isinstance(original, int | float):
             try:
                 number = float(raw.replace(",", ""))
+                if not math.isfinite(number):  # "1e999", "nan": not amounts, and not storable as JSON
+                    raise ValueError(raw)
             except ValueError:
                 raise InvalidInput(
                     f"{field['key']} must be a number.", fields={field["key"]: ["a number"]}
@@ -158,9 +162,10 @@ def _answer(request: HttpRequest, approval: ApprovalRequest, choice: str) -> Htt
             request, 409, "Already answered", "This decision can no longer be answered."
         )
     except InvalidInput as exc:
-        context = _context(
-            approval, choice, error=exc.message, note=form.get("note", ""), text=form.get("text", "")
-        )
+        # Show the form again with what they typed, but never more than could be accepted.
+        note = form.get("note", "")[: services.MAX_NOTE_LENGTH]
+        text = form.get("text", "")[: services.MAX_TEXT_LENGTH]
+        context = _context(approval, choice, error=exc.message, note=note, text=text)
         return _page(request, "approvals/confirm.html", context, status=400)
     approval.decision.refresh_from_db()
     return _page(request, "approvals/done.html", _context(approval, choice))

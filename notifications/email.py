@@ -63,4 +63,5 @@ def send_email(delivery: Delivery) -> None:
         raise PermanentFailure(f"recipient refused: {', '.join(exc.recipients)}") from exc
     # django-anymail reports the provider's message id; tracking webhooks refer to it.
     if status := getattr(message, "anymail_status", None):
-        Delivery.objects.filter(pk=delivery.pk).update(provider_message_id=status.message_id or "")
+        message_id = "" if status.message_id is None else str(status.message_id)
+        Delivery.objects.filter(pk=delivery.pk).update(provider_message_id=message_id)

@@ -12,7 +12,9 @@ def record_email_tracking(sender, event, esp_name, **kwargs) -> None:
     delivery_record_tracking(
         message_id=event.message_id or "",
         event_type=event.event_type or "",
-        event_id=event.event_id or "",
+        # Some events carry no id (Postmark's Delivery): type and time identify a duplicate.
+        event_id=event.event_id
+        or (f"{event.event_type}@{event.timestamp.isoformat()}" if event.timestamp else ""),
         description=event.description or event.reject_reason or "",
         esp=esp_name,
     )
