@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install dev test lint format
+.PHONY: install dev test lint format bench
 
 $(INSTALLED): pyproject.toml
 	python3 -m venv $(VENV)
@@ -31,3 +31,7 @@ lint: install
 format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# Figures, not pass/fail: needs PostgreSQL and Redis on 127.0.0.1 (as CI has).
+bench: install
+	$(PY) bench/callbacks_longpoll.py

@@ -148,13 +148,27 @@ def _parse_wait(raw: str) -> float:
     return seconds
 
 
-def _decision_json(api_key, decision_id: str) -> HttpResponse:
-    decision = selectors.decision_get(organization_id=api_key.organization_id, decision_id=decision_id)
-    return HttpResponse(JSONRenderer().render(DecisionOutput(decision).data), content_type="application/json")
+# The long-poll's two reads run in the shared thread pool (thread_sensitive=False) and hand
+# their connection back at once: Django's default would give each request a thread of its
+# own, alive and idle for the whole wait. Nothing here spans the two reads but the request.
+@sync_to_async(thread_sensitive=False)
+def _first_read(request, decision_id: str):
+    """The ordinary DRF view (auth, scope, rate limit, 404), rendered."""
+    try:
+        return DecisionDetailApi.as_view()(request, decision_id=decision_id).render()
+    finally:
+        connections.close_all()
 
 
-def _release_database() -> None:
-    connections.close_all()
+@sync_to_async(thread_sensitive=False)
+def _final_read(api_key, decision_id: str) -> HttpResponse:
+    try:
+        decision = selectors.decision_get(organization_id=api_key.organization_id, decision_id=decision_id)
+        return HttpResponse(
+            JSONRenderer().render(DecisionOutput(decision).data), content_type="application/json"
+        )
+    finally:
+        connections.close_all()
 
 
 @csrf_exempt
@@ -175,13 +189,13 @@ async def decision_detail(request, decision_id: str):
             {"wait": [f"0 to {MAX_WAIT_SECONDS}"]},
         )
     async with waiting.hub().watching(decision_id) as wait:
-        response = await _detail_once(request, decision_id=decision_id)
+        response = await _first_read(request, decision_id)
         if response.status_code != 200 or response.data["status"] != "pending" or seconds == 0:
             return response
-        await sync_to_async(_release_database)()
+        del response  # a thousand waiters should not each hold a rendered page while they wait
         await wait(seconds)
     # DRF has authenticated the key and put it on the request: read the decision once more.
-    return await sync_to_async(_decision_json)(request.user, decision_id)
+    return await _final_read(request.user, decision_id)
 
 
 # The OpenAPI generator documents DRF views by these attributes (set by as_view()): describe

@@ -1,0 +1,134 @@
+"""A real Countersign stack for benchmarks: PostgreSQL, Redis, uvicorn web workers and a
+Celery worker, each a process of its own, on this machine. Used by the bench scripts."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def bench_env(database: str, **extra: str) -> dict:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{database}",
+        CELERY_BROKER_URL=os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/5"),
+        CACHE_URL=os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/4"),
+        SECRET_KEY="bench-secret-key-not-for-production",
+        CALLBACK_ALLOW_PRIVATE="1",
+        EMAIL_URL="locmem",  # the emails are real, just kept in memory: no console flood
+        API_RATE_LIMIT="1000000/min",
+        LOG_LEVEL="WARNING",
+        DJANGO_SETTINGS_MODULE="broker.settings",
+        **extra,
+    )
+    return env
+
+
+def manage(env: dict, *args: str) -> str:
+    done = subprocess.run(
+        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+def fresh_database(env: dict, name: str) -> None:
+    for sql in (f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}"):
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True, env=env)
+    manage(env, "migrate", "--noinput")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MB."""
+    total = 0
+    pids = [pid]
+    while pids:
+        current = pids.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except (FileNotFoundError, StopIteration, ProcessLookupError):
+            continue
+        pids.extend(int(child) for child in children)
+    return total / 1024
+
+
+@contextmanager
+def running_stack(env: dict, *, port: int, web_workers: int = 2, celery_concurrency: int = 2):
+    """Start web (uvicorn) and a Celery worker; yield the web process; stop both."""
+    procs = {
+        "web": subprocess.Popen(
+            [
+                PYTHON,
+                "-m",
+                "uvicorn",
+                "broker.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(web_workers),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        ),
+        "worker": subprocess.Popen(
+            [
+                PYTHON,
+                "-m",
+                "celery",
+                "-A",
+                "broker",
+                "worker",
+                "--loglevel",
+                "WARNING",
+                "--concurrency",
+                str(celery_concurrency),
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        ),
+    }
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("web did not start")
+            time.sleep(0.2)
+        time.sleep(2)  # let the Celery worker connect
+        yield procs["web"]
+    finally:
+        for proc in procs.values():
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
