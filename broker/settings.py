@@ -232,8 +232,17 @@ LONGPOLL_RECHECK_SECONDS = env_float(
     "LONGPOLL_RECHECK_SECONDS", 2.0 if LONGPOLL_REDIS_URL else 0.5, minimum=0.05
 )
 
+CLOCK_TICK_SECONDS = env_float("CLOCK_TICK_SECONDS", 1.0, minimum=0.1)
+
 CELERY_BEAT_SCHEDULE = {
     "outbox-sweep": {"task": "notifications.sweep_outbox", "schedule": OUTBOX_SWEEP_SECONDS},
+    # Reminders, escalations and deadlines. A tick still queued when the next is due is
+    # dropped (expires): ticks are interchangeable, and a backlog of them would only repeat work.
+    "clock": {
+        "task": "decisions.clock_tick",
+        "schedule": CLOCK_TICK_SECONDS,
+        "options": {"expires": max(CLOCK_TICK_SECONDS * 5, 5)},
+    },
 }
 
 LOGGING = {

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from decisions.models import ApprovalRequest, ApproverGroup, Decision
+from decisions.models import ApprovalRequest, ApproverGroup, Decision, Policy
 
 
 class ApprovalRequestInline(admin.TabularInline):
@@ -55,4 +55,12 @@ class DecisionAdmin(admin.ModelAdmin):
 class ApproverGroupAdmin(admin.ModelAdmin):
     list_display = ["name", "organization", "members"]
     list_filter = ["organization"]
+    search_fields = ["name"]
+
+
+@admin.register(Policy)
+class PolicyAdmin(admin.ModelAdmin):
+    list_display = ["name", "organization", "position", "enabled", "action", "override"]
+    list_editable = ["position", "enabled"]
+    list_filter = ["organization", "action", "enabled"]
     search_fields = ["name"]

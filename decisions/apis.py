@@ -79,6 +79,7 @@ class DecisionListCreateApi(APIView):
             api_key=request.auth,
             idempotency_key=idempotency_key,
             fingerprint=services.request_fingerprint(request.data),
+            explicit=frozenset(request.data),
             **serializer.validated_data,
         )
         decision = selectors.decision_get(organization_id=decision.organization_id, decision_id=decision.pk)

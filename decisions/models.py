@@ -71,7 +71,15 @@ class Decision(models.Model):
     # `approvers` request is one stage.
     stages = models.JSONField(default=list)
     escalation = models.JSONField(default=list, blank=True)
+    escalation_repeat = models.PositiveSmallIntegerField(default=0)
+    reminders = models.JSONField(default=list, blank=True, help_text="minutes after creation")
     current_stage = models.PositiveSmallIntegerField(default=0)
+    # The clock: timed steps (decisions/schedule.py), how many have fired, and when it next
+    # has something to do (the next step or the deadline, whichever is first).
+    schedule = models.JSONField(default=list, blank=True)
+    schedule_position = models.PositiveSmallIntegerField(default=0)
+    next_due_at = models.DateTimeField(null=True, blank=True)
+    policy = models.JSONField(null=True, blank=True, help_text="the policy rule that matched: name, action")
     on_timeout = models.CharField(max_length=8, choices=OnTimeout.choices, default=OnTimeout.EXPIRE)
     callback_url = models.CharField(max_length=2000, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
@@ -94,8 +102,9 @@ class Decision(models.Model):
         ]
         indexes = [
             models.Index(fields=["organization", "-created_at"], name="decision_org_newest"),
+            # The clock's only query: its cost follows how many are due, not how many wait.
             models.Index(
-                fields=["expires_at"], condition=models.Q(status="pending"), name="decision_pending_expiry"
+                fields=["next_due_at"], condition=models.Q(status="pending"), name="decision_pending_due"
             ),
         ]
 
@@ -174,3 +183,53 @@ class ApproverGroup(models.Model):
                 raise ValidationError(
                     {"members": f"{member!r}: members are emails or slack:… (groups do not nest)."}
                 )
+
+
+class Policy(models.Model):
+    """One rule of an organization's policy. Enabled rules are tried in `position` order and
+    the first whose conditions all hold wins: it approves or denies at once, or routes the
+    decision (approvers, quorum, stages, timeout, urgency, escalation). What the agent sent
+    explicitly is kept unless the rule overrides it."""
+
+    class Action(models.TextChoices):
+        APPROVE = "approve", "approve automatically"
+        DENY = "deny", "deny automatically"
+        ROUTE = "route", "route to approvers"
+
+    organization = models.ForeignKey(
+        "organizations.Organization", on_delete=models.CASCADE, related_name="policies"
+    )
+    name = models.SlugField(max_length=64)
+    position = models.PositiveIntegerField(default=0, help_text="rules are tried from the lowest")
+    enabled = models.BooleanField(default=True)
+    conditions = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='all must hold, e.g. [{"field": "details.amount", "op": "lt", "value": 50}]; none: always',
+    )
+    action = models.CharField(max_length=8, choices=Action.choices)
+    approvers = models.JSONField(default=list, blank=True)
+    quorum = models.JSONField(null=True, blank=True, help_text='"any", "all" or a number')
+    stages = models.JSONField(default=list, blank=True)
+    timeout_minutes = models.FloatField(null=True, blank=True)
+    urgency = models.CharField(max_length=8, choices=Urgency.choices, blank=True)
+    escalation = models.JSONField(default=list, blank=True)
+    override = models.BooleanField(
+        default=False, help_text="replace what the agent sent, not only fill in what it left out"
+    )
+
+    class Meta:
+        ordering = ["organization", "position", "pk"]
+        verbose_name_plural = "policies"
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="policy_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"policy:{self.name}"
+
+    def clean(self) -> None:
+        from decisions.policy_validation import policy_errors
+
+        if errors := policy_errors(self):
+            raise ValidationError(errors)

@@ -71,6 +71,38 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class PolicyRoutingInput(StrictSerializer):
+    """What a policy rule may set, validated with the very fields the API uses."""
+
+    approvers = approver_list(required=False)
+    quorum = QuorumField(required=False, allow_null=True)
+    stages = serializers.ListField(child=StageInput(), min_length=1, max_length=10, required=False)
+    timeout_minutes = StrictNumberField(required=False, allow_null=True, max_value=MAX_TIMEOUT_MINUTES)
+    escalation = serializers.ListField(child=EscalationLevelInput(), max_length=10, required=False)
+
+    def validate_timeout_minutes(self, value):
+        if value is not None and value <= 0:
+            raise serializers.ValidationError("Must be more than 0.")
+        return value
+
+    def validate_escalation(self, value: list[dict]) -> list[dict]:
+        return _levels_in_order(value)
+
+    def validate(self, data: dict) -> dict:
+        if data.get("approvers") and data.get("stages"):
+            raise serializers.ValidationError({"stages": ["Set approvers or stages, not both."]})
+        return data
+
+
+def _levels_in_order(levels: list[dict]) -> list[dict]:
+    times = [level["after_minutes"] for level in levels]
+    if times != sorted(set(times)):
+        raise serializers.ValidationError(
+            "Levels must come in order of after_minutes, each later than the last."
+        )
+    return levels
+
+
 class DecisionCreateInput(StrictSerializer):
     action = StrictCharField(min_length=1, max_length=500, trim_whitespace=False)
     context = StrictCharField(max_length=20_000, allow_blank=True, trim_whitespace=False, default="")
@@ -88,6 +120,10 @@ class DecisionCreateInput(StrictSerializer):
     timeout_minutes = StrictNumberField(required=False, max_value=MAX_TIMEOUT_MINUTES)
     on_timeout = serializers.ChoiceField(choices=OnTimeout.choices, default=OnTimeout.EXPIRE)
     escalation = serializers.ListField(child=EscalationLevelInput(), max_length=10, default=list)
+    escalation_repeat = serializers.IntegerField(min_value=0, max_value=10, default=0)
+    reminders = serializers.ListField(
+        child=StrictNumberField(), max_length=10, required=False, help_text="minutes after the start"
+    )
     callback_url = StrictCharField(max_length=2000, required=False)
     metadata = JSONObjectField(default=dict)
 
@@ -107,12 +143,14 @@ class DecisionCreateInput(StrictSerializer):
         return value
 
     def validate_escalation(self, value: list[dict]) -> list[dict]:
-        times = [level["after_minutes"] for level in value]
-        if times != sorted(set(times)):
+        return _levels_in_order(value)
+
+    def validate_reminders(self, value: list[float]) -> list[float]:
+        if any(minutes <= 0 for minutes in value):
             raise serializers.ValidationError(
-                "Levels must come in order of after_minutes, each later than the last."
+                "Each reminder comes some minutes after the start: more than 0."
             )
-        return value
+        return sorted(set(value))
 
     def validate_callback_url(self, value: str) -> str:
         try:
@@ -127,16 +165,13 @@ class DecisionCreateInput(StrictSerializer):
             raise serializers.ValidationError(
                 {routes[1]: [f"Send only one of approver, approvers or stages (got {', '.join(routes)})."]}
             )
-        if not routes:
-            raise serializers.ValidationError(
-                {"approvers": ["Name at least one approver (approver, approvers or stages)."]}
-            )
         if "stages" in data and "quorum" in data:
             raise serializers.ValidationError({"quorum": ["With stages, give each stage its own quorum."]})
         approvers = [data.pop("approver")] if "approver" in data else data.pop("approvers", None)
         if approvers is not None:
             data["stages"] = [{"approvers": approvers, "quorum": data.pop("quorum", "any")}]
-        for index, stage in enumerate(data["stages"]):
+        # No approvers at all is for a policy to fill in; decision_create says so if none does.
+        for index, stage in enumerate(data.get("stages", [])):
             quorum = stage["quorum"]
             if (
                 isinstance(quorum, int)
@@ -195,6 +230,11 @@ class OutcomeOutput(serializers.Serializer):
     action_hash = serializers.CharField()
 
 
+class PolicyMatchOutput(serializers.Serializer):
+    name = serializers.CharField()
+    action = serializers.CharField()
+
+
 class StageOutput(serializers.Serializer):
     approvers = serializers.ListField(child=serializers.CharField())
     quorum = QuorumField()
@@ -212,6 +252,8 @@ class DecisionOutput(serializers.ModelSerializer):
     response_notes = serializers.SerializerMethodField()
     stages = StageOutput(many=True)
     escalation = EscalationOutput(many=True)
+    reminders = serializers.ListField(child=serializers.FloatField())
+    policy = serializers.SerializerMethodField()
     requests = serializers.SerializerMethodField()
 
     class Meta:
@@ -229,7 +271,10 @@ class DecisionOutput(serializers.ModelSerializer):
             "stages",
             "current_stage",
             "escalation",
+            "escalation_repeat",
+            "reminders",
             "on_timeout",
+            "policy",
             "created_at",
             "expires_at",
             "resolved_at",
@@ -240,6 +285,10 @@ class DecisionOutput(serializers.ModelSerializer):
             "response_notes",
             "requests",
         ]
+
+    @extend_schema_field(PolicyMatchOutput(allow_null=True))
+    def get_policy(self, decision: Decision) -> dict | None:
+        return decision.policy
 
     def get_callback_url(self, decision: Decision) -> str | None:
         return decision.callback_url or None

@@ -15,8 +15,10 @@ from django.utils import timezone
 from audit.services import audit_record
 from broker.canonical import canonical_json
 from broker.errors import Conflict, InvalidInput
-from decisions.models import ApprovalRequest, Decision, OnTimeout, ResponseType, Status, Via
+from decisions.models import ApprovalRequest, Decision, OnTimeout, Policy, ResponseType, Status, Via
+from decisions.policies import conditions_hold
 from decisions.routing import UnknownGroups, approvals_required, expand_addresses
+from decisions.schedule import build_schedule, default_reminders
 from decisions.waiting import publish_resolution
 from notifications.models import Delivery
 from notifications.services import deliveries_enqueue
@@ -69,7 +71,8 @@ def decision_create(
     *,
     api_key: ApiKey,
     action: str,
-    stages: list[dict],
+    stages: list[dict] | None = None,
+    quorum: str | int | None = None,
     context: str = "",
     details: dict | None = None,
     options: list[str] | None = None,
@@ -79,17 +82,23 @@ def decision_create(
     timeout_minutes: float | None = None,
     on_timeout: str = OnTimeout.EXPIRE,
     escalation: list[dict] | None = None,
+    escalation_repeat: int = 0,
+    reminders: list[float] | None = None,
     callback_url: str = "",
     metadata: dict | None = None,
+    explicit: frozenset[str] = frozenset(),
     idempotency_key: str | None = None,
     fingerprint: str = "",
 ) -> tuple[Decision, bool]:
-    """Create a pending decision, ask its first stage and enqueue their notifications.
+    """Create a decision: the organization's first matching policy rule may approve or deny it
+    at once, or route it; otherwise ask its first stage and enqueue their notifications.
 
-    Returns (decision, created). An Idempotency-Key seen before returns the first decision with
-    created=False when the fingerprint matches and raises IdempotencyConflict when it does not,
-    also when two such requests race. Raises InvalidInput (nothing stored) for unknown groups,
-    a quorum larger than the approvers, or escalation at or after the timeout.
+    `explicit` names the request fields the agent sent: a routing rule fills in only the others
+    unless it overrides. Returns (decision, created). An Idempotency-Key seen before returns the
+    first decision with created=False when the fingerprint matches and raises
+    IdempotencyConflict when it does not, also when two such requests race. Raises InvalidInput
+    (nothing stored) when nobody is asked, for unknown groups, a quorum larger than the
+    approvers, or escalation or reminders at or after the timeout.
     """
     organization = api_key.organization
     if idempotency_key and (existing := _idempotent_replay(organization.pk, idempotency_key, fingerprint)):
@@ -100,17 +109,21 @@ def decision_create(
                 api_key=api_key,
                 action=action,
                 stages=stages,
+                quorum=quorum,
                 context=context,
                 details=details or {},
                 options=options or ["approve", "deny"],
                 response_type=response_type,
                 allow_edit=allow_edit,
                 urgency=urgency,
-                timeout_minutes=timeout_minutes or organization.default_timeout_minutes,
+                timeout_minutes=timeout_minutes,
                 on_timeout=on_timeout,
                 escalation=escalation or [],
+                escalation_repeat=escalation_repeat,
+                reminders=reminders,
                 callback_url=callback_url,
                 metadata=metadata or {},
+                explicit=explicit,
                 idempotency_key=idempotency_key,
                 fingerprint=fingerprint,
             )
@@ -176,43 +189,195 @@ def _check_routing(organization_id: int, stages: list[dict], escalation: list[di
     return first_recipients
 
 
-def _create(*, api_key: ApiKey, stages, escalation, timeout_minutes, details, action, **fields) -> Decision:
-    organization_id = api_key.organization_id
-    recipients = _check_routing(organization_id, stages, escalation, timeout_minutes)
+def _matching_rule(organization_id: int, *, action: str, urgency: str, details: dict) -> Policy | None:
+    rules = Policy.objects.filter(organization_id=organization_id, enabled=True).order_by("position", "pk")
+    return next(
+        (
+            rule
+            for rule in rules
+            if conditions_hold(rule.conditions, action=action, urgency=urgency, details=details)
+        ),
+        None,
+    )
+
+
+def _routed_by(rule: Policy, explicit: frozenset[str], **routing) -> dict:
+    """The routing after a matching rule: it fills in what the agent left out, or, when it
+    overrides, replaces what the agent sent."""
+
+    def takes(*fields: str) -> bool:
+        return rule.override or not explicit.intersection(fields)
+
+    if (rule.stages or rule.approvers) and takes("approver", "approvers", "stages"):
+        if rule.stages:
+            routing["stages"] = [
+                {"approvers": s["approvers"], "quorum": s.get("quorum", "any")} for s in rule.stages
+            ]
+        else:
+            quorum = rule.quorum if rule.quorum is not None and takes("quorum") else routing["quorum"]
+            routing["stages"] = [{"approvers": rule.approvers, "quorum": quorum or "any"}]
+    elif rule.quorum is not None and takes("quorum") and routing["stages"] and len(routing["stages"]) == 1:
+        routing["stages"] = [{**routing["stages"][0], "quorum": rule.quorum}]
+    if rule.timeout_minutes and takes("timeout_minutes"):
+        routing["timeout_minutes"] = rule.timeout_minutes
+    if rule.urgency and takes("urgency"):
+        routing["urgency"] = rule.urgency
+    if rule.escalation and takes("escalation"):
+        routing["escalation"] = rule.escalation
+    return routing
+
+
+def _create(
+    *,
+    api_key: ApiKey,
+    action,
+    details,
+    stages,
+    quorum,
+    urgency,
+    timeout_minutes,
+    escalation,
+    explicit,
+    **fields,
+) -> Decision:
+    organization = api_key.organization
+    rule = _matching_rule(organization.pk, action=action, urgency=urgency, details=details)
+    if rule is not None and rule.action != Policy.Action.ROUTE:
+        return _create_decided_by_rule(
+            rule,
+            api_key=api_key,
+            action=action,
+            details=details,
+            urgency=urgency,
+            timeout_minutes=timeout_minutes or organization.default_timeout_minutes,
+            **fields,
+        )
+    if rule is not None:
+        routed = _routed_by(
+            rule,
+            explicit,
+            stages=stages,
+            quorum=quorum,
+            urgency=urgency,
+            timeout_minutes=timeout_minutes,
+            escalation=escalation,
+        )
+        stages, urgency = routed["stages"], routed["urgency"]
+        timeout_minutes, escalation = routed["timeout_minutes"], routed["escalation"]
+    if not stages:
+        raise InvalidInput(
+            "Nobody to ask: name approvers, or add a policy rule that routes this decision.",
+            fields={"approvers": ["Name at least one approver (approver, approvers or stages)."]},
+        )
+    timeout_minutes = timeout_minutes or organization.default_timeout_minutes
+    recipients = _check_routing(organization.pk, stages, escalation, timeout_minutes)
+    reminders = fields.pop("reminders")
+    if reminders is None:
+        reminders = default_reminders(timeout_minutes=timeout_minutes, fractions=organization.reminder_points)
+    elif late := [minutes for minutes in reminders if minutes >= timeout_minutes]:
+        raise InvalidInput(
+            "A reminder comes at or after the timeout.",
+            fields={"reminders": [f"{late[0]:g} is not before timeout_minutes ({timeout_minutes:g})"]},
+        )
+    schedule = build_schedule(
+        timeout_minutes=timeout_minutes,
+        reminders=reminders,
+        escalation=escalation,
+        repeat=fields["escalation_repeat"],
+    )
     now = timezone.now()
+    expires_at = now + timedelta(minutes=timeout_minutes)
     decision = Decision.objects.create(
-        organization_id=organization_id,
+        organization_id=organization.pk,
         action=action,
         details=details,
         stages=stages,
+        urgency=urgency,
         escalation=escalation,
+        reminders=reminders,
+        schedule=schedule,
+        next_due_at=min(expires_at, now + timedelta(minutes=schedule[0]["at"])) if schedule else expires_at,
+        policy={"name": rule.name, "action": rule.action} if rule else None,
         action_hash=action_hash(action, details),
         created_at=now,
-        expires_at=now + timedelta(minutes=timeout_minutes),
+        expires_at=expires_at,
         request_fingerprint=fields.pop("fingerprint"),
         **fields,
     )
-    requests = _ask(decision, recipients, stage=0, level=0)
+    requests = ask(decision, recipients, stage=0, level=0)
+    _audit_created(decision, api_key, rule)
+    audit_asked(decision, requests)
+    return decision
+
+
+def _create_decided_by_rule(
+    rule: Policy, *, api_key: ApiKey, action, details, urgency, timeout_minutes, **fields
+):
+    """A decision an automatic rule approves or denies as it is created: nobody is asked."""
+    status, choice = (
+        (Status.APPROVED, "approve") if rule.action == Policy.Action.APPROVE else (Status.DENIED, "deny")
+    )
+    now = timezone.now()
+    for unused in ("reminders", "escalation_repeat"):
+        fields.pop(unused)
+    decision = Decision(
+        organization_id=api_key.organization_id,
+        action=action,
+        details=details,
+        urgency=urgency,
+        status=status,
+        policy={"name": rule.name, "action": rule.action},
+        action_hash=action_hash(action, details),
+        created_at=now,
+        expires_at=now + timedelta(minutes=timeout_minutes),
+        resolved_at=now,
+        request_fingerprint=fields.pop("fingerprint"),
+        **fields,
+    )
+    decision.outcome = _outcome(
+        decision, status=status, by=f"policy:{rule.name}", via=Via.POLICY, at=now, choice=choice
+    )
+    decision.save(force_insert=True)
+    _audit_created(decision, api_key, rule)
+    _announce(decision)
+    return decision
+
+
+def _audit_created(decision: Decision, api_key: ApiKey, rule: Policy | None) -> None:
     audit_record(
-        organization_id=organization_id,
+        organization_id=decision.organization_id,
         decision_id=decision.id,
         event="decision.created",
         actor=api_key.actor,
         channel=Via.API,
         payload={
-            "action": action,
+            "action": decision.action,
             "action_hash": decision.action_hash,
             "urgency": decision.urgency,
             "expires_at": _iso(decision.expires_at),
             "on_timeout": decision.on_timeout,
-            "stages": stages,
+            "stages": decision.stages,
+            "escalation": decision.escalation,
+            "policy": decision.policy,
         },
     )
-    _audit_asked(decision, requests)
-    return decision
+    if rule is not None:
+        audit_record(
+            organization_id=decision.organization_id,
+            decision_id=decision.id,
+            event="policy.matched",
+            actor=f"policy:{rule.name}",
+            channel=Via.POLICY,
+            payload={
+                "rule": rule.name,
+                "action": rule.action,
+                "conditions": rule.conditions,
+                "override": rule.override,
+            },
+        )
 
 
-def _ask(decision: Decision, recipients, *, stage: int, level: int) -> list[ApprovalRequest]:
+def ask(decision: Decision, recipients, *, stage: int, level: int) -> list[ApprovalRequest]:
     """Create the requests and, in the same transaction, the deliveries that notify them."""
     requests = ApprovalRequest.objects.bulk_create(
         ApprovalRequest(
@@ -236,7 +401,7 @@ def _ask(decision: Decision, recipients, *, stage: int, level: int) -> list[Appr
     return requests
 
 
-def _audit_asked(decision: Decision, requests: list[ApprovalRequest]) -> None:
+def audit_asked(decision: Decision, requests: list[ApprovalRequest]) -> None:
     for request in requests:
         audit_record(
             organization_id=decision.organization_id,
@@ -363,13 +528,18 @@ def decision_expire(*, decision_id: str) -> Decision | None:
     decision = Decision.objects.filter(pk=decision_id).first()
     if decision is None or not decision.is_pending:
         return None
-    now = timezone.now()
+    return decision if expire(decision, now=timezone.now()) else None
+
+
+def expire(decision: Decision, *, now: datetime) -> bool:
+    """The timeout's compare-and-set, inside the caller's transaction: False if the decision
+    was no longer pending or not yet due (a click got there first)."""
     status, choice = _TIMEOUT_OUTCOMES[decision.on_timeout]
     outcome = _outcome(decision, status=status, by="system", via=Via.TIMEOUT, at=now, choice=choice)
     if not _transition(decision, status=status, outcome=outcome, at=now, expires_at__lte=now):
-        return None
+        return False
     _announce(decision)
-    return decision
+    return True
 
 
 @transaction.atomic
@@ -455,7 +625,7 @@ def decision_answer(
             "user_agent": user_agent,
         },
     )
-    _audit_asked(decision, next_requests)
+    audit_asked(decision, next_requests)
     if resolved_as is not None:
         _announce(decision)
     return decision
@@ -528,4 +698,4 @@ def _advance_stage(decision: Decision) -> list[ApprovalRequest]:
     recipients = expand_addresses(
         organization_id=decision.organization_id, addresses=decision.stages[stage]["approvers"]
     )
-    return _ask(decision, recipients, stage=stage, level=0)
+    return ask(decision, recipients, stage=stage, level=0)

@@ -33,6 +33,8 @@ def approval_email(delivery: Delivery) -> EmailMultiAlternatives:
     """The message asking one approver, with one link per option (in both parts)."""
     decision = delivery.decision
     prefix = "[Critical] " if decision.urgency == "critical" else ""
+    if delivery.purpose == Delivery.Purpose.REMIND:
+        prefix += "Reminder: "
     # One line, whatever the action holds: a subject with a newline would be header injection.
     subject = " ".join(f"{prefix}Approval needed: {decision.action}".split())[:200]
     context = {
@@ -43,6 +45,7 @@ def approval_email(delivery: Delivery) -> EmailMultiAlternatives:
         "deadline": deadline_phrase(decision.expires_at),
         "buttons": _buttons(delivery),
         "urgency_colour": URGENCY_COLOURS[decision.urgency],
+        "is_reminder": delivery.purpose == Delivery.Purpose.REMIND,
     }
     message = EmailMultiAlternatives(
         subject=subject,

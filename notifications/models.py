@@ -17,6 +17,7 @@ class Delivery(models.Model):
 
     class Purpose(models.TextChoices):
         ASK = "ask", "ask an approver"
+        REMIND = "remind", "remind an approver"
         OUTCOME = "outcome", "report the outcome"
 
     class Status(models.TextChoices):

@@ -182,10 +182,14 @@ def delivery_attempt(*, delivery_id: int) -> None:
     delivery = delivery_claim(delivery_id=delivery_id)
     if delivery is None:
         return
-    if delivery.purpose == Delivery.Purpose.ASK and not delivery.decision.is_pending:
+    asking = delivery.purpose in (Delivery.Purpose.ASK, Delivery.Purpose.REMIND)
+    if asking and not delivery.decision.is_pending:
         delivery_skip(
             delivery=delivery, reason=f"not sent: the decision is already {delivery.decision.status}"
         )
+        return
+    if delivery.purpose == Delivery.Purpose.REMIND and delivery.request.state != "pending":
+        delivery_skip(delivery=delivery, reason="not sent: the approver has answered or was released")
         return
     sender = sender_for(delivery.kind)
     if sender is None:

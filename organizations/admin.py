@@ -6,7 +6,7 @@ from organizations.services import api_key_revoke
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "default_timeout_minutes", "created_at"]
+    list_display = ["slug", "name", "default_timeout_minutes", "reminder_points", "created_at"]
     search_fields = ["slug", "name"]
 
 

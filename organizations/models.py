@@ -1,6 +1,11 @@
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
+
+
+def default_reminder_points() -> list[float]:
+    return [0.5, 0.9]
 
 
 class Organization(models.Model):
@@ -13,10 +18,24 @@ class Organization(models.Model):
         validators=[MinValueValidator(0.1), MaxValueValidator(365 * 24 * 60)],
         help_text="Used when an agent does not send timeout_minutes.",
     )
+    reminder_points = models.JSONField(
+        default=default_reminder_points,
+        blank=True,
+        help_text="when unanswered approvers are reminded, as fractions of the wait: [0.5, 0.9]",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
         return self.slug
+
+    def clean(self) -> None:
+        points = self.reminder_points
+        if not isinstance(points, list) or not all(
+            isinstance(p, int | float) and not isinstance(p, bool) and 0 < p < 1 for p in points
+        ):
+            raise ValidationError(
+                {"reminder_points": "A list of fractions between 0 and 1, e.g. [0.5, 0.9]."}
+            )
 
 
 class Scope(models.TextChoices):

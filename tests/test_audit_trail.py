@@ -175,8 +175,9 @@ def test_sqlite_guard_holds_even_when_the_suite_runs_on_postgresql(tmp_path):
     try:
         # given one organization and one audit row, inserted without the ORM
         db.execute(
-            "INSERT INTO organizations_organization (id, slug, name, default_timeout_minutes, created_at)"
-            " VALUES (1, 'acme', 'Acme Corp', 60, '2026-01-01 00:00:00')"
+            "INSERT INTO organizations_organization"
+            " (id, slug, name, default_timeout_minutes, reminder_points, created_at)"
+            " VALUES (1, 'acme', 'Acme Corp', 60, '[0.5, 0.9]', '2026-01-01 00:00:00')"
         )
         db.execute(
             "INSERT INTO audit_auditevent"

@@ -1,0 +1,82 @@
+"""Policy rules: conditions are data — a field, an operator, a value — never code.
+
+A condition reads `action`, `urgency` or `details.<key>[.<key>…]` and compares it with one
+of OPERATORS. A value of the wrong type simply does not match (an amount of "12" is not < 50).
+`urgency` compares by rank (low < normal < high < critical).
+"""
+
+import re
+
+URGENCY_RANK = {"low": 0, "normal": 1, "high": 2, "critical": 3}
+_MISSING = object()
+
+
+def _ordered(left, right) -> bool:
+    numbers = (int, float)
+    both_numbers = isinstance(left, numbers) and isinstance(right, numbers)
+    both_numbers = both_numbers and not isinstance(left, bool) and not isinstance(right, bool)
+    return both_numbers or (isinstance(left, str) and isinstance(right, str))
+
+
+OPERATORS = {
+    "eq": lambda left, right: left == right,
+    "ne": lambda left, right: left != right,
+    "lt": lambda left, right: _ordered(left, right) and left < right,
+    "lte": lambda left, right: _ordered(left, right) and left <= right,
+    "gt": lambda left, right: _ordered(left, right) and left > right,
+    "gte": lambda left, right: _ordered(left, right) and left >= right,
+    "in": lambda left, right: left in right,
+    "not_in": lambda left, right: left not in right,
+    "contains": lambda left, right: (
+        isinstance(left, str) and isinstance(right, str) and right.lower() in left.lower()
+    ),
+    "startswith": lambda left, right: (
+        isinstance(left, str) and isinstance(right, str) and left.startswith(right)
+    ),
+    "exists": lambda left, right: (left is not _MISSING) == bool(right),
+}
+_FIELD = re.compile(r"^(action|urgency|details(\.[^.\s]{1,64}){1,5})$")
+
+
+def check_condition(condition) -> None:
+    """Raise ValueError unless the condition is a well-formed {field, op, value}."""
+    if not isinstance(condition, dict) or set(condition) != {"field", "op", "value"}:
+        raise ValueError('Each condition is {"field": …, "op": …, "value": …}.')
+    field, op, value = condition["field"], condition["op"], condition["value"]
+    if not isinstance(field, str) or not _FIELD.match(field):
+        raise ValueError(f"Unknown field {field!r}: use action, urgency or details.<key>.")
+    if op not in OPERATORS:
+        raise ValueError(f"Unknown operator {op!r}: use one of {', '.join(OPERATORS)}.")
+    if op in ("in", "not_in") and not isinstance(value, list):
+        raise ValueError(f"{op} needs a list value.")
+    if field == "urgency" and op in ("lt", "lte", "gt", "gte") and value not in URGENCY_RANK:
+        raise ValueError(f"Compare urgency with one of {', '.join(URGENCY_RANK)}.")
+
+
+def _read(field: str, facts: dict):
+    if field in ("action", "urgency"):
+        return facts[field]
+    value = facts["details"]
+    for key in field.split(".")[1:]:
+        if not isinstance(value, dict) or key not in value:
+            return _MISSING
+        value = value[key]
+    return value
+
+
+def conditions_hold(conditions: list[dict], *, action: str, urgency: str, details: dict) -> bool:
+    facts = {"action": action, "urgency": urgency, "details": details}
+    for condition in conditions:
+        field, op, value = condition["field"], condition["op"], condition["value"]
+        actual = _read(field, facts)
+        if op == "exists":
+            if not OPERATORS["exists"](actual, value):
+                return False
+            continue
+        if actual is _MISSING:
+            return False
+        if field == "urgency" and op in ("lt", "lte", "gt", "gte"):
+            actual, value = URGENCY_RANK[actual], URGENCY_RANK[value]
+        if not OPERATORS[op](actual, value):
+            return False
+    return True

@@ -1,0 +1,8 @@
+from celery import shared_task
+
+from decisions.clock import fire_due
+
+
+@shared_task(name="decisions.clock_tick")
+def clock_tick() -> int:
+    return fire_due()
