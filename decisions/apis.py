@@ -156,7 +156,9 @@ def _parse_wait(raw: str) -> float:
 def _first_read(request, decision_id: str):
     """The ordinary DRF view (auth, scope, rate limit, 404), rendered."""
     try:
-        return DecisionDetailApi.as_view()(request, decision_id=decision_id).render()
+        response = DecisionDetailApi.as_view()(request, decision_id=decision_id)
+        # A DRF Response renders lazily; an error is already our plain JsonResponse.
+        return response.render() if hasattr(response, "render") else response
     finally:
         connections.close_all()
 
@@ -191,7 +193,7 @@ async def decision_detail(request, decision_id: str):
         )
     async with waiting.hub().watching(decision_id) as wait:
         response = await _first_read(request, decision_id)
-        if response.status_code != 200 or response.data["status"] != "pending" or seconds == 0:
+        if response.status_code != 200 or seconds == 0 or response.data["status"] != "pending":
             return response
         del response  # a thousand waiters should not each hold a rendered page while they wait
         await wait(seconds)
