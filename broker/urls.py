@@ -8,6 +8,8 @@ from notifications import dev_outbox
 
 urlpatterns = [
     path("", include("decisions.urls")),
+    path("", include("audit.urls")),
+    path("", include("notifications.urls")),
     path("healthz", healthz, name="healthz"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),

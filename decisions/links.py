@@ -50,3 +50,23 @@ def read_link(token: str) -> LinkClaim:
     ):
         raise BadLink
     return LinkClaim(request_id=data["r"], decision_id=data["d"], choice=data["c"])
+
+
+_REQUEST_SALT = "countersign.slack-request.v1"
+
+
+def request_token(request: ApprovalRequest) -> str:
+    """A signed reference to one request, carried by its Slack buttons and modal: the choice
+    comes from the button pressed and is checked against the options by decision_answer."""
+    return signing.dumps({"r": request.pk, "d": request.decision_id}, salt=_REQUEST_SALT)
+
+
+def read_request_token(token: str) -> tuple[int, str]:
+    """(request id, decision id). Raises BadLink for anything we did not sign."""
+    try:
+        data = signing.loads(token, salt=_REQUEST_SALT)
+    except (signing.BadSignature, ValueError, UnicodeError):
+        raise BadLink from None
+    if not (isinstance(data, dict) and isinstance(data.get("r"), int) and isinstance(data.get("d"), str)):
+        raise BadLink
+    return data["r"], data["d"]

@@ -140,6 +140,10 @@ class ApprovalRequest(models.Model):
     text = models.TextField(blank=True)
     note = models.TextField(blank=True)
     edited_details = models.JSONField(null=True, blank=True)
+    # Where the Slack message for this request was posted, and to whom (for a DM).
+    slack_channel = models.CharField(max_length=32, blank=True)
+    slack_ts = models.CharField(max_length=32, blank=True)
+    slack_user = models.CharField(max_length=32, blank=True)
 
     class Meta:
         constraints = [

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from decisions.addresses import parse_address
 from decisions.models import ApproverGroup
+from notifications.models import SlackSettings
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,22 @@ def expand_addresses(*, organization_id: int, addresses: list[str]) -> list[Reci
                     )
         else:
             recipients.setdefault((value, kind), Recipient(value, kind))
+    if _dm_email_approvers(organization_id):
+        # The same person, asked on Slack too: one answer from either settles their part.
+        for recipient in [r for r in recipients.values() if r.channel == "email"]:
+            recipients.setdefault(
+                (recipient.address, "slack"), Recipient(recipient.address, "slack", recipient.group)
+            )
     return list(recipients.values())
 
 
+def _dm_email_approvers(organization_id: int) -> bool:
+    return SlackSettings.objects.filter(organization_id=organization_id, dm_email_approvers=True).exists()
+
+
 def approvals_required(quorum: str | int, asked: int) -> int:
-    """How many approvals resolve a stage: 1 for "any", everyone asked for "all", else n."""
+    """How many approvals resolve a stage: 1 for "any", everyone asked for "all", else n.
+    `asked` counts people, not requests: one person may be asked by email and on Slack."""
     if quorum == "any":
         return 1
     if quorum == "all":

@@ -495,6 +495,14 @@ def _announce(decision: Decision) -> None:
     )
     if decision.callback_url:
         deliveries_enqueue(decision=decision, kind=Delivery.Kind.CALLBACK, purpose=Delivery.Purpose.OUTCOME)
+    # Every Slack message for it shows the outcome, without buttons, whoever settled it.
+    if slack_requests := list(decision.requests.filter(channel=Delivery.Kind.SLACK)):
+        deliveries_enqueue(
+            decision=decision,
+            kind=Delivery.Kind.SLACK,
+            purpose=Delivery.Purpose.UPDATE,
+            requests=slack_requests,
+        )
     # Wake long-polling agents once it is committed (robust: Redis down costs latency only).
     transaction.on_commit(partial(publish_resolution, decision.id), robust=True)
 
@@ -552,6 +560,7 @@ def decision_answer(
     details: dict | None = None,
     via: str,
     answered_by: str = "",
+    answered_by_name: str = "",
     ip: str = "",
     user_agent: str = "",
 ) -> Decision:
@@ -589,6 +598,10 @@ def decision_answer(
     )
     if not won:
         raise AlreadyAnswered(f"{request.address} has already answered decision {decision.id}.")
+    # Their other requests (the same person on another channel) are settled by this answer.
+    ApprovalRequest.objects.filter(
+        decision_id=decision.pk, address=request.address, state=ApprovalRequest.State.PENDING
+    ).update(state=ApprovalRequest.State.CLOSED)
 
     by = answered_by or request.address
     resolved_as = _settle(decision, request, choice)
@@ -623,6 +636,7 @@ def decision_answer(
             "edited_details": details,
             "ip": ip,
             "user_agent": user_agent,
+            **({"name": answered_by_name} if answered_by_name else {}),
         },
     )
     audit_asked(decision, next_requests)
@@ -682,9 +696,11 @@ def _settle(decision: Decision, request: ApprovalRequest, choice: str) -> str | 
 
 
 def _stage_complete(decision: Decision, stage: int) -> bool:
+    # People, not requests: alice asked by email and on Slack approves once.
     stage_requests = ApprovalRequest.objects.filter(decision_id=decision.pk, stage=stage)
-    approvals = stage_requests.filter(choice="approve").count()
-    return approvals >= approvals_required(decision.stages[stage]["quorum"], stage_requests.count())
+    approvers = stage_requests.filter(choice="approve").values("address").distinct().count()
+    asked = stage_requests.values("address").distinct().count()
+    return approvers >= approvals_required(decision.stages[stage]["quorum"], asked)
 
 
 def _advance_stage(decision: Decision) -> list[ApprovalRequest]:

@@ -6,4 +6,4 @@ class NotificationsConfig(AppConfig):
 
     def ready(self) -> None:
         # Senders register themselves for their delivery kind on import.
-        from notifications import callbacks, email, tracking  # noqa: F401
+        from notifications import callbacks, email, slack, tracking  # noqa: F401

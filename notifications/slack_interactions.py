@@ -1,0 +1,258 @@
+"""POST /slack/interactions: a button pressed or a modal submitted in Slack.
+
+The request is verified with slack-sdk's SignatureVerifier, against the signing secret of the
+organization whose message it is (forged, unsigned or older than five minutes: 401, nothing
+happens). The answer goes through decision_answer, so Slack's 3-second acknowledgement is
+met with time to spare; updating the message happens afterwards, through the outbox.
+Whatever cannot be done is said back privately to the person who clicked (an ephemeral reply).
+"""
+
+import json
+import logging
+import os
+from urllib.parse import parse_qs
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from slack_sdk.errors import SlackClientError
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.webhook import WebhookClient
+
+from broker.errors import InvalidInput, error_response
+from decisions import services
+from decisions.links import BadLink, read_request_token, request_token
+from decisions.models import ApprovalRequest, ResponseType, Via
+from notifications.models import SlackSettings
+from notifications.slack import (
+    CHOICE_ACTION_PREFIX,
+    MODAL_CALLBACK,
+    NOTE_ACTION,
+    client_for,
+    credentials_for,
+    escape,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _known_secrets() -> set[str]:
+    from django.conf import settings
+
+    secrets = {settings.SLACK_SIGNING_SECRET}
+    for name in SlackSettings.objects.exclude(signing_secret_env="").values_list(
+        "signing_secret_env", flat=True
+    ):
+        secrets.add(os.environ.get(name, ""))
+    return {secret for secret in secrets if secret}
+
+
+def _verifying_secret(request: HttpRequest) -> str | None:
+    """The signing secret that verifies this request, or None."""
+    timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+    signature = request.headers.get("X-Slack-Signature", "")
+    if not timestamp or not signature:
+        return None
+    for secret in _known_secrets():
+        if SignatureVerifier(secret).is_valid(body=request.body, timestamp=timestamp, signature=signature):
+            return secret
+    return None
+
+
+def _tell(payload: dict, text: str) -> None:
+    """An ephemeral reply to the clicker; best effort, the outcome does not depend on it."""
+    if url := payload.get("response_url"):
+        try:
+            WebhookClient(url, timeout=3).send(text=text, response_type="ephemeral", replace_original=False)
+        except (SlackClientError, OSError):
+            logger.warning("slack: ephemeral reply failed", exc_info=True)
+
+
+def _request_for(token: str, secret: str) -> ApprovalRequest | None:
+    """The request a button or modal refers to, if its organization's Slack app signed this."""
+    try:
+        request_id, decision_id = read_request_token(token)
+    except BadLink:
+        return None
+    approval = (
+        ApprovalRequest.objects.select_related("decision__organization")
+        .filter(pk=request_id, decision_id=decision_id, channel="slack")
+        .first()
+    )
+    if approval is None or credentials_for(approval.decision.organization_id).signing_secret != secret:
+        return None  # another organization's Slack app cannot answer our requests
+    return approval
+
+
+def _not_allowed(approval: ApprovalRequest, user_id: str) -> str | None:
+    if approval.slack_user and user_id != approval.slack_user:
+        return f"This request is for <@{approval.slack_user}>: only they can answer it."
+    return None
+
+
+def _closed_message(approval: ApprovalRequest) -> str:
+    decision = approval.decision
+    decision.refresh_from_db()
+    if decision.is_pending:
+        return "You have already answered this one; it waits for the other approvers."
+    outcome = decision.outcome or {}
+    by = "the deadline" if outcome.get("by") == "system" else outcome.get("by", "")
+    return f"Already {decision.status} by {escape(by)} via {outcome.get('via')}. Nothing was changed."
+
+
+def _answer(
+    approval: ApprovalRequest, payload: dict, *, choice: str = "", text: str = "", note: str = ""
+) -> str | None:
+    """Answer through the decision services; a message for the clicker if it was not taken."""
+    user = payload.get("user") or {}
+    user_id = str(user.get("id", ""))
+    try:
+        services.decision_answer(
+            request_id=approval.pk,
+            choice=choice,
+            text=text,
+            note=note,
+            via=Via.SLACK,
+            # In a channel anyone may answer: record who did. In a DM it is the approver.
+            answered_by="" if approval.slack_user else f"slack:{user_id}",
+            answered_by_name=str(user.get("username") or user.get("name") or "")[:100],
+            user_agent="Slack",
+        )
+    except (services.AlreadyResolved, services.AlreadyAnswered, services.DeadlinePassed):
+        return _closed_message(approval)
+    except InvalidInput as exc:
+        return exc.message
+    return None
+
+
+def _answer_modal(approval: ApprovalRequest) -> dict:
+    decision = approval.decision
+    blocks: list[dict] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{escape(decision.action)[:2900]}*"}}
+    ]
+    if decision.response_type == ResponseType.TEXT:
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": "cs_text",
+                "label": {"type": "plain_text", "text": "Your answer"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "text",
+                    "multiline": True,
+                    "max_length": 3000,
+                },
+            }
+        )
+    else:
+        options = [{"text": {"type": "plain_text", "text": o[:75]}, "value": o} for o in decision.options]
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": "cs_choice",
+                "label": {"type": "plain_text", "text": "Your answer"},
+                "element": {"type": "static_select", "action_id": "choice", "options": options},
+            }
+        )
+    blocks.append(
+        {
+            "type": "input",
+            "block_id": "cs_note",
+            "optional": True,
+            "label": {"type": "plain_text", "text": "Note"},
+            "element": {
+                "type": "plain_text_input",
+                "action_id": "note",
+                "multiline": True,
+                "max_length": 3000,
+            },
+        }
+    )
+    return {
+        "type": "modal",
+        "callback_id": MODAL_CALLBACK,
+        "private_metadata": request_token(approval),
+        "title": {"type": "plain_text", "text": "Your answer"},
+        "submit": {"type": "plain_text", "text": "Send"},
+        "blocks": blocks,
+    }
+
+
+def _on_button(payload: dict, secret: str) -> HttpResponse:
+    actions = payload.get("actions")
+    action = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else {}
+    action_id, token = str(action.get("action_id", "")), str(action.get("value", ""))
+    approval = _request_for(token, secret)
+    if approval is None:
+        return error_response(400, "unknown_action", "This button is not one of ours.")
+    user_id = str((payload.get("user") or {}).get("id", ""))
+    if problem := _not_allowed(approval, user_id):
+        _tell(payload, problem)
+        return HttpResponse(status=200)
+    if action_id == NOTE_ACTION:
+        if not approval.decision.is_pending or approval.state != ApprovalRequest.State.PENDING:
+            _tell(payload, _closed_message(approval))
+            return HttpResponse(status=200)
+        try:
+            client_for(approval.decision.organization_id).views_open(
+                trigger_id=str(payload.get("trigger_id", "")), view=_answer_modal(approval)
+            )
+        except Exception:
+            logger.warning("slack: views.open failed", exc_info=True)
+            _tell(payload, "Sorry, the answer form could not be opened. Try again.")
+        return HttpResponse(status=200)
+    index = action_id.removeprefix(CHOICE_ACTION_PREFIX)
+    options = approval.decision.options
+    if not action_id.startswith(CHOICE_ACTION_PREFIX) or not index.isdigit() or int(index) >= len(options):
+        return error_response(400, "unknown_action", f"Unknown action {action_id[:64]!r}.")
+    if message := _answer(approval, payload, choice=options[int(index)]):
+        _tell(payload, message)
+    return HttpResponse(status=200)
+
+
+def _on_modal(payload: dict, secret: str) -> HttpResponse:
+    view = payload.get("view") if isinstance(payload.get("view"), dict) else {}
+    if view.get("callback_id") != MODAL_CALLBACK:
+        return HttpResponse(status=200)
+    approval = _request_for(str(view.get("private_metadata", "")), secret)
+    if approval is None:
+        return error_response(400, "unknown_action", "This form is not one of ours.")
+    user_id = str((payload.get("user") or {}).get("id", ""))
+    if problem := _not_allowed(approval, user_id):
+        return JsonResponse({"response_action": "errors", "errors": {"cs_note": problem}})
+    values = (view.get("state") or {}).get("values") or {}
+
+    def value(block: str, action: str) -> str:
+        field = (values.get(block) or {}).get(action) or {}
+        selected = field.get("selected_option") or {}
+        return str(selected.get("value") or field.get("value") or "")
+
+    message = _answer(
+        approval,
+        payload,
+        choice=value("cs_choice", "choice"),
+        text=value("cs_text", "text"),
+        note=value("cs_note", "note"),
+    )
+    if message:
+        return JsonResponse({"response_action": "errors", "errors": {"cs_note": message[:150]}})
+    return HttpResponse(status=200)
+
+
+@csrf_exempt  # authenticated by Slack's signature, not a browser session
+@require_POST
+def slack_interactions(request: HttpRequest) -> HttpResponse:
+    secret = _verifying_secret(request)
+    if secret is None:
+        return error_response(401, "invalid_signature", "The Slack signature is missing, wrong or too old.")
+    try:
+        payload = json.loads(parse_qs(request.body.decode("utf-8"), strict_parsing=True)["payload"][0])
+    except (KeyError, IndexError, ValueError, UnicodeDecodeError):
+        return error_response(400, "bad_payload", "Expected a form field 'payload' holding JSON.")
+    if not isinstance(payload, dict):
+        return error_response(400, "bad_payload", "The payload is not a JSON object.")
+    if payload.get("type") == "block_actions":
+        return _on_button(payload, secret)
+    if payload.get("type") == "view_submission":
+        return _on_modal(payload, secret)
+    return HttpResponse(status=200)  # other interactions: acknowledged, nothing to do
