@@ -1,7 +1,46 @@
-from django.conf import settings
-from django.core.management.base import BaseCommand
+import secrets
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from decisions.models import ApproverGroup, Policy
 from organizations.services import api_key_create, organization_get_or_create
+
+# The refund example's rules (sdk/python/examples/refund_agent.py): small refunds go through,
+# medium ones ask finance, large ones are urgent and escalate to the team lead.
+DEMO_GROUPS = {"finance": ["finance@example.com", "controller@example.com"]}
+DEMO_POLICIES = [
+    {
+        "name": "small-refunds",
+        "conditions": [
+            {"field": "action", "op": "contains", "value": "refund"},
+            {"field": "details.amount", "op": "lt", "value": 50},
+        ],
+        "action": Policy.Action.APPROVE,
+    },
+    {
+        "name": "medium-refunds",
+        "conditions": [
+            {"field": "action", "op": "contains", "value": "refund"},
+            {"field": "details.amount", "op": "lte", "value": 500},
+        ],
+        "action": Policy.Action.ROUTE,
+        "approvers": ["group:finance"],
+        "timeout_minutes": 30,
+    },
+    {
+        "name": "large-refunds",
+        "conditions": [
+            {"field": "action", "op": "contains", "value": "refund"},
+            {"field": "details.amount", "op": "gt", "value": 500},
+        ],
+        "action": Policy.Action.ROUTE,
+        "approvers": ["group:finance"],
+        "urgency": "high",
+        "escalation": [{"after_minutes": 15, "approvers": ["lead@example.com"]}],
+    },
+]
 
 CURL = """curl -s -X POST {base}/decisions \\
   -H 'Authorization: Bearer {key}' \\
@@ -14,7 +53,25 @@ class Command(BaseCommand):
     help = "For `make dev`: a demo organization, a fresh API key, and a curl to try it with."
 
     def handle(self, *args, **options):
+        if not settings.DEBUG:
+            # It makes an admin with a printed password: never on a real deployment.
+            raise CommandError("dev_setup is for `make dev` only (it needs DEBUG=1).")
         organization, _ = organization_get_or_create(slug="demo", name="Demo Inc")
+        for name, members in DEMO_GROUPS.items():
+            ApproverGroup.objects.get_or_create(
+                organization=organization, name=name, defaults={"members": members}
+            )
+        for position, rule in enumerate(DEMO_POLICIES, start=1):
+            policy = Policy(organization=organization, position=position, **rule)
+            if not Policy.objects.filter(organization=organization, name=rule["name"]).exists():
+                policy.full_clean()
+                policy.save()
+        admin_password = secrets.token_urlsafe(9)
+        admin, _ = get_user_model().objects.get_or_create(
+            username="admin", defaults={"is_staff": True, "is_superuser": True}
+        )
+        admin.set_password(admin_password)  # a fresh one each start, printed below: dev only
+        admin.save(update_fields=["password"])
         _, raw_key = api_key_create(organization=organization, scopes=["decisions", "audit"], name="make dev")
         base = settings.PUBLIC_BASE_URL
         self.stdout.write(
@@ -24,6 +81,9 @@ class Command(BaseCommand):
                     "=" * 72,
                     f" Countersign is starting at {base}  (API docs: {base}/docs)",
                     f" Demo API key (organization 'demo'): {raw_key}",
+                    f" Admin: {base}/admin/  user admin, password {admin_password}",
+                    " Demo rules: refunds under $50 are approved by policy, up to $500 go to",
+                    " group:finance, above $500 are urgent and escalate (see /admin/decisions/policy/).",
                     " Ask alice for sign-off:",
                     "",
                     CURL.format(base=base, key=raw_key),
