@@ -17,10 +17,10 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from audit.services import audit_record
+from audit.services import AuditEntry, audit_record_many
 from decisions.models import ApprovalRequest, Decision, Status
 from decisions.routing import UnknownGroups, expand_addresses
-from decisions.services import ask, audit_asked, expire
+from decisions.services import ask, asked_entries, expire
 from notifications.models import Delivery
 from notifications.services import deliveries_enqueue
 
@@ -66,7 +66,7 @@ def decision_tick(*, decision_id: str, now: datetime | None = None) -> bool:
 def _fire(decision: Decision, steps: list[dict]) -> None:
     """Escalations ask new approvers; reminders and repeats re-notify those who have not
     answered, each approver once however many steps fell due together. Row writes first,
-    audit records last (see audit_record)."""
+    audit records last, in one batch (see audit_record_many)."""
     escalated: list[tuple[int, list[ApprovalRequest]]] = []
     for step in steps:
         if step["kind"] == "escalate":
@@ -94,29 +94,34 @@ def _fire(decision: Decision, steps: list[dict]) -> None:
             requests=[request for request in reminded if request.channel == kind],
         )
 
+    entries: list[AuditEntry] = []
     for level, requests in escalated:
-        audit_record(
-            organization_id=decision.organization_id,
-            decision_id=decision.pk,
-            event="decision.escalated",
-            actor="system",
-            payload={"level": level, "stage": decision.current_stage, "asked": [r.address for r in requests]},
+        entries.append(
+            AuditEntry(
+                event="decision.escalated",
+                actor="system",
+                decision_id=decision.pk,
+                payload={
+                    "level": level,
+                    "stage": decision.current_stage,
+                    "asked": [r.address for r in requests],
+                },
+            )
         )
-        audit_asked(decision, requests)
+        entries += asked_entries(decision, requests)
     if reminded:
-        audit_record(
-            organization_id=decision.organization_id,
-            decision_id=decision.pk,
-            event="decision.reminded",
-            actor="system",
-            payload={
-                "steps": [
-                    step["kind"] if "level" not in step else f"{step['kind']}:{step['level']}"
-                    for step in steps
-                ],
-                "reminded": sorted(request.address for request in reminded),
-            },
+        steps_fired = [
+            step["kind"] if "level" not in step else f"{step['kind']}:{step['level']}" for step in steps
+        ]
+        entries.append(
+            AuditEntry(
+                event="decision.reminded",
+                actor="system",
+                decision_id=decision.pk,
+                payload={"steps": steps_fired, "reminded": sorted(request.address for request in reminded)},
+            )
         )
+    audit_record_many(organization_id=decision.organization_id, entries=entries)
 
 
 def _escalate(decision: Decision, level: int) -> list[ApprovalRequest]:

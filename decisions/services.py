@@ -2,7 +2,7 @@
 
 Every status change is a compare-and-set: UPDATE … WHERE status = 'pending'. Whoever updates
 the row wins (a click, the timeout, a cancel); everyone else gets AlreadyResolved. Audit records
-are written last in each transaction (see audit_record for why).
+are written last in each transaction, in one batch (see audit_record_many for why).
 """
 
 import hashlib
@@ -12,7 +12,7 @@ from functools import partial
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from audit.services import audit_record
+from audit.services import AuditEntry, audit_record, audit_record_many
 from broker.canonical import canonical_json
 from broker.errors import Conflict, InvalidInput
 from decisions.models import ApprovalRequest, Decision, OnTimeout, Policy, ResponseType, Status, Via
@@ -305,8 +305,10 @@ def _create(
         **fields,
     )
     requests = ask(decision, recipients, stage=0, level=0)
-    _audit_created(decision, api_key, rule)
-    audit_asked(decision, requests)
+    audit_record_many(
+        organization_id=organization.pk,
+        entries=_created_entries(decision, api_key, rule) + asked_entries(decision, requests),
+    )
     return decision
 
 
@@ -338,43 +340,45 @@ def _create_decided_by_rule(
         decision, status=status, by=f"policy:{rule.name}", via=Via.POLICY, at=now, choice=choice
     )
     decision.save(force_insert=True)
-    _audit_created(decision, api_key, rule)
-    _announce(decision)
+    _announce(decision, also=_created_entries(decision, api_key, rule))
     return decision
 
 
-def _audit_created(decision: Decision, api_key: ApiKey, rule: Policy | None) -> None:
-    audit_record(
-        organization_id=decision.organization_id,
-        decision_id=decision.id,
-        event="decision.created",
-        actor=api_key.actor,
-        channel=Via.API,
-        payload={
-            "action": decision.action,
-            "action_hash": decision.action_hash,
-            "urgency": decision.urgency,
-            "expires_at": _iso(decision.expires_at),
-            "on_timeout": decision.on_timeout,
-            "stages": decision.stages,
-            "escalation": decision.escalation,
-            "policy": decision.policy,
-        },
-    )
-    if rule is not None:
-        audit_record(
-            organization_id=decision.organization_id,
+def _created_entries(decision: Decision, api_key: ApiKey, rule: Policy | None) -> list[AuditEntry]:
+    entries = [
+        AuditEntry(
+            event="decision.created",
+            actor=api_key.actor,
             decision_id=decision.id,
-            event="policy.matched",
-            actor=f"policy:{rule.name}",
-            channel=Via.POLICY,
+            channel=Via.API,
             payload={
-                "rule": rule.name,
-                "action": rule.action,
-                "conditions": rule.conditions,
-                "override": rule.override,
+                "action": decision.action,
+                "action_hash": decision.action_hash,
+                "urgency": decision.urgency,
+                "expires_at": _iso(decision.expires_at),
+                "on_timeout": decision.on_timeout,
+                "stages": decision.stages,
+                "escalation": decision.escalation,
+                "policy": decision.policy,
             },
         )
+    ]
+    if rule is not None:
+        entries.append(
+            AuditEntry(
+                event="policy.matched",
+                actor=f"policy:{rule.name}",
+                decision_id=decision.id,
+                channel=Via.POLICY,
+                payload={
+                    "rule": rule.name,
+                    "action": rule.action,
+                    "conditions": rule.conditions,
+                    "override": rule.override,
+                },
+            )
+        )
+    return entries
 
 
 def ask(decision: Decision, recipients, *, stage: int, level: int) -> list[ApprovalRequest]:
@@ -401,13 +405,12 @@ def ask(decision: Decision, recipients, *, stage: int, level: int) -> list[Appro
     return requests
 
 
-def audit_asked(decision: Decision, requests: list[ApprovalRequest]) -> None:
-    for request in requests:
-        audit_record(
-            organization_id=decision.organization_id,
-            decision_id=decision.id,
+def asked_entries(decision: Decision, requests: list[ApprovalRequest]) -> list[AuditEntry]:
+    return [
+        AuditEntry(
             event="approver.asked",
             actor="system",
+            decision_id=decision.id,
             channel=request.channel,
             payload={
                 "address": request.address,
@@ -416,6 +419,8 @@ def audit_asked(decision: Decision, requests: list[ApprovalRequest]) -> None:
                 "level": request.level,
             },
         )
+        for request in requests
+    ]
 
 
 def approval_link_viewed(*, request: ApprovalRequest, choice: str, ip: str, user_agent: str) -> None:
@@ -476,15 +481,15 @@ def _transition(decision: Decision, *, status: str, outcome: dict, at: datetime,
     return True
 
 
-def _announce(decision: Decision) -> None:
-    """After a transition: the audit record, then the callback (an insert, safe after the
-    audit lock)."""
+def _announce(decision: Decision, *, also: list[AuditEntry] = ()) -> None:
+    """After a transition: the audit records (`also`, then decision.resolved), then what goes
+    out — callback, Slack message updates, the long-poll wake-up — all through the outbox or
+    on commit (inserts after the audit lock are safe, see audit_record_many)."""
     outcome = decision.outcome
-    audit_record(
-        organization_id=decision.organization_id,
-        decision_id=decision.id,
+    resolved = AuditEntry(
         event="decision.resolved",
         actor=outcome["by"],
+        decision_id=decision.id,
         channel=outcome["via"],
         payload={
             "status": decision.status,
@@ -493,6 +498,7 @@ def _announce(decision: Decision) -> None:
             "action_hash": outcome["action_hash"],
         },
     )
+    audit_record_many(organization_id=decision.organization_id, entries=[*also, resolved])
     if decision.callback_url:
         deliveries_enqueue(decision=decision, kind=Delivery.Kind.CALLBACK, purpose=Delivery.Purpose.OUTCOME)
     # Every Slack message for it shows the outcome, without buttons, whoever settled it.
@@ -622,11 +628,10 @@ def decision_answer(
     elif choice == "approve" and _stage_complete(decision, request.stage):
         next_requests = _advance_stage(decision)
 
-    audit_record(
-        organization_id=decision.organization_id,
-        decision_id=decision.id,
+    answered = AuditEntry(
         event="decision.answered",
         actor=by,
+        decision_id=decision.id,
         channel=via,
         payload={
             "address": request.address,
@@ -639,9 +644,11 @@ def decision_answer(
             **({"name": answered_by_name} if answered_by_name else {}),
         },
     )
-    audit_asked(decision, next_requests)
+    entries = [answered, *asked_entries(decision, next_requests)]
     if resolved_as is not None:
-        _announce(decision)
+        _announce(decision, also=entries)
+    else:
+        audit_record_many(organization_id=decision.organization_id, entries=entries)
     return decision
 
 

@@ -49,6 +49,8 @@ def api_key_revoke(*, key: ApiKey) -> None:
 
 def api_key_touch(*, key: ApiKey) -> None:
     now = timezone.now()
+    if key.last_used_at and key.last_used_at >= now - LAST_USED_RESOLUTION:
+        return  # fresh enough, as loaded: no round trip at all
     stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
     ApiKey.objects.filter(stale, pk=key.pk).update(last_used_at=now)
 
