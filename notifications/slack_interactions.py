@@ -51,12 +51,21 @@ def _verifying_secret(request: HttpRequest) -> str | None:
     """The signing secret that verifies this request, or None."""
     timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
     signature = request.headers.get("X-Slack-Signature", "")
-    if not timestamp or not signature:
+    if not timestamp.isdigit() or not signature:
         return None
+    try:
+        body = request.body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None  # Slack signs text; these bytes are not from Slack
     for secret in _known_secrets():
-        if SignatureVerifier(secret).is_valid(body=request.body, timestamp=timestamp, signature=signature):
+        if SignatureVerifier(secret).is_valid(body=body, timestamp=timestamp, signature=signature):
             return secret
     return None
+
+
+def _obj(value) -> dict:
+    """A signed payload is still input: a part that should be an object and is not counts as empty."""
+    return value if isinstance(value, dict) else {}
 
 
 def _tell(payload: dict, text: str) -> None:
@@ -104,7 +113,7 @@ def _answer(
     approval: ApprovalRequest, payload: dict, *, choice: str = "", text: str = "", note: str = ""
 ) -> str | None:
     """Answer through the decision services; a message for the clicker if it was not taken."""
-    user = payload.get("user") or {}
+    user = _obj(payload.get("user"))
     user_id = str(user.get("id", ""))
     try:
         services.decision_answer(
@@ -118,7 +127,9 @@ def _answer(
             answered_by_name=str(user.get("username") or user.get("name") or "")[:100],
             user_agent="Slack",
         )
-    except (services.AlreadyResolved, services.AlreadyAnswered, services.DeadlinePassed):
+    except services.DeadlinePassed:
+        return "Too late: this request expired before your answer. Nothing was changed."
+    except (services.AlreadyResolved, services.AlreadyAnswered):
         return _closed_message(approval)
     except InvalidInput as exc:
         return exc.message
@@ -185,7 +196,9 @@ def _on_button(payload: dict, secret: str) -> HttpResponse:
     approval = _request_for(token, secret)
     if approval is None:
         return error_response(400, "unknown_action", "This button is not one of ours.")
-    user_id = str((payload.get("user") or {}).get("id", ""))
+    user_id = str(_obj(payload.get("user")).get("id", ""))
+    if not user_id:
+        return error_response(400, "bad_payload", "The payload names no user.")
     if problem := _not_allowed(approval, user_id):
         _tell(payload, problem)
         return HttpResponse(status=200)
@@ -217,14 +230,16 @@ def _on_modal(payload: dict, secret: str) -> HttpResponse:
     approval = _request_for(str(view.get("private_metadata", "")), secret)
     if approval is None:
         return error_response(400, "unknown_action", "This form is not one of ours.")
-    user_id = str((payload.get("user") or {}).get("id", ""))
+    user_id = str(_obj(payload.get("user")).get("id", ""))
+    if not user_id:
+        return error_response(400, "bad_payload", "The payload names no user.")
     if problem := _not_allowed(approval, user_id):
         return JsonResponse({"response_action": "errors", "errors": {"cs_note": problem}})
-    values = (view.get("state") or {}).get("values") or {}
+    values = _obj(_obj(view.get("state")).get("values"))
 
     def value(block: str, action: str) -> str:
-        field = (values.get(block) or {}).get(action) or {}
-        selected = field.get("selected_option") or {}
+        field = _obj(_obj(values.get(block)).get(action))
+        selected = _obj(field.get("selected_option"))
         return str(selected.get("value") or field.get("value") or "")
 
     message = _answer(
