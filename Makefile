@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install dev test lint format bench
+.PHONY: install dev test lint format bench bench-clock
 
 $(INSTALLED): pyproject.toml
 	python3 -m venv $(VENV)
@@ -35,3 +35,7 @@ format: install
 # Figures, not pass/fail: needs PostgreSQL and Redis on 127.0.0.1 (as CI has).
 bench: install
 	$(PY) bench/callbacks_longpoll.py
+
+# The clock keeping time with 100 000 decisions pending (issue 5): lateness and sweep query time.
+bench-clock: install
+	$(PY) bench/clock.py

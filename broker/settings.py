@@ -10,6 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from kombu import Queue
+
 from broker.env import (
     env_bool,
     env_cache,
@@ -217,6 +219,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # outbox sweep re-enqueues whatever was not published.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 CELERY_TIMEZONE = "UTC"
+# The clock has a queue of its own: a backlog of emails must not make deadlines late. A worker
+# consumes every queue declared here in turn (a tick waits for one task at most); run one
+# with `-Q clock` to give the clock a worker to itself.
+CELERY_TASK_QUEUES = [Queue("celery"), Queue("clock")]
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {"decisions.clock_tick": {"queue": "clock"}}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 OUTBOX_SWEEP_SECONDS = env_float("OUTBOX_SWEEP_SECONDS", 5, minimum=0.1)

@@ -170,18 +170,8 @@ class DecisionCreateInput(StrictSerializer):
         approvers = [data.pop("approver")] if "approver" in data else data.pop("approvers", None)
         if approvers is not None:
             data["stages"] = [{"approvers": approvers, "quorum": data.pop("quorum", "any")}]
-        # No approvers at all is for a policy to fill in; decision_create says so if none does.
-        for index, stage in enumerate(data.get("stages", [])):
-            quorum = stage["quorum"]
-            if (
-                isinstance(quorum, int)
-                and quorum > len(stage["approvers"])
-                and not any(a.startswith("group:") for a in stage["approvers"])
-            ):
-                field = "quorum" if approvers is not None else f"stages[{index}].quorum"
-                raise serializers.ValidationError(
-                    {field: [f"At most the {len(stage['approvers'])} approvers named."]}
-                )
+        # No approvers at all is for a policy to fill in, and whether a quorum can be met
+        # depends on group members and escalation: decision_create checks both.
         if data["response"] == ResponseType.TEXT:
             if "options" in data:
                 raise serializers.ValidationError({"options": ["Options do not apply to text responses."]})

@@ -147,36 +147,31 @@ def _idempotent_replay(organization_id: int, key: str, fingerprint: str) -> Deci
     return existing
 
 
-def _check_routing(organization_id: int, stages: list[dict], escalation: list[dict], timeout_minutes: float):
+def _expand(organization_id: int, addresses: list[str], field: str):
+    try:
+        return expand_addresses(organization_id=organization_id, addresses=addresses)
+    except UnknownGroups as exc:
+        raise InvalidInput(
+            f"Unknown approver group: {', '.join(exc.names)}.",
+            fields={field: [f"unknown group '{name}'" for name in exc.names]},
+        ) from None
+
+
+def _check_routing(
+    organization_id: int,
+    stages: list[dict],
+    escalation: list[dict],
+    timeout_minutes: float,
+    *,
+    as_stages: bool,
+):
     """Validate what needs the database or the organization's defaults; the serializer has
-    checked the shapes. Returns the first stage's recipients."""
-    first_recipients = None
-    for index, stage in enumerate(stages):
-        field = "approvers" if len(stages) == 1 else f"stages[{index}]"
-        try:
-            recipients = expand_addresses(organization_id=organization_id, addresses=stage["approvers"])
-        except UnknownGroups as exc:
-            raise InvalidInput(
-                f"Unknown approver group: {', '.join(exc.names)}.",
-                fields={field: [f"unknown group '{name}'" for name in exc.names]},
-            ) from None
-        if not recipients:
-            raise InvalidInput("The approver groups have no members.", fields={field: ["no approvers"]})
-        if isinstance(stage["quorum"], int) and stage["quorum"] > len(recipients):
-            quorum_field = "quorum" if len(stages) == 1 else f"stages[{index}].quorum"
-            raise InvalidInput(
-                f"Quorum {stage['quorum']} is more than the {len(recipients)} approvers asked.",
-                fields={quorum_field: [f"at most {len(recipients)}"]},
-            )
-        first_recipients = first_recipients or recipients
+    checked the shapes. Errors name the fields as the agent sent them (`as_stages`: a list of
+    stages rather than approvers). Returns the first stage's recipients."""
+    backups = set()
     for index, level in enumerate(escalation):
-        try:
-            expand_addresses(organization_id=organization_id, addresses=level["approvers"])
-        except UnknownGroups as exc:
-            raise InvalidInput(
-                f"Unknown approver group: {', '.join(exc.names)}.",
-                fields={f"escalation[{index}].approvers": [f"unknown group '{n}'" for n in exc.names]},
-            ) from None
+        recipients = _expand(organization_id, level["approvers"], f"escalation[{index}].approvers")
+        backups |= {recipient.address for recipient in recipients}
         if level["after_minutes"] >= timeout_minutes:
             raise InvalidInput(
                 "An escalation level comes at or after the timeout.",
@@ -186,6 +181,21 @@ def _check_routing(organization_id: int, stages: list[dict], escalation: list[di
                     ]
                 },
             )
+    first_recipients = None
+    for index, stage in enumerate(stages):
+        field = f"stages[{index}]" if as_stages else "approvers"
+        recipients = _expand(organization_id, stage["approvers"], field)
+        if not recipients:
+            raise InvalidInput("The approver groups have no members.", fields={field: ["no approvers"]})
+        # Escalation asks in whichever stage is current: its approvers can make up a quorum.
+        could_approve = len({recipient.address for recipient in recipients} | backups)
+        if isinstance(stage["quorum"], int) and stage["quorum"] > could_approve:
+            quorum_field = f"stages[{index}].quorum" if as_stages else "quorum"
+            raise InvalidInput(
+                f"Quorum {stage['quorum']} is more than the {could_approve} people who could approve.",
+                fields={quorum_field: [f"at most {could_approve}"]},
+            )
+        first_recipients = first_recipients or recipients
     return first_recipients
 
 
@@ -216,7 +226,7 @@ def _routed_by(rule: Policy, explicit: frozenset[str], **routing) -> dict:
         else:
             quorum = rule.quorum if rule.quorum is not None and takes("quorum") else routing["quorum"]
             routing["stages"] = [{"approvers": rule.approvers, "quorum": quorum or "any"}]
-    elif rule.quorum is not None and takes("quorum") and routing["stages"] and len(routing["stages"]) == 1:
+    elif rule.quorum is not None and takes("quorum", "stages") and len(routing["stages"] or []) == 1:
         routing["stages"] = [{**routing["stages"][0], "quorum": rule.quorum}]
     if rule.timeout_minutes and takes("timeout_minutes"):
         routing["timeout_minutes"] = rule.timeout_minutes
@@ -270,7 +280,13 @@ def _create(
             fields={"approvers": ["Name at least one approver (approver, approvers or stages)."]},
         )
     timeout_minutes = timeout_minutes or organization.default_timeout_minutes
-    recipients = _check_routing(organization.pk, stages, escalation, timeout_minutes)
+    recipients = _check_routing(
+        organization.pk,
+        stages,
+        escalation,
+        timeout_minutes,
+        as_stages="stages" in explicit or len(stages) > 1,
+    )
     reminders = fields.pop("reminders")
     if reminders is None:
         reminders = default_reminders(timeout_minutes=timeout_minutes, fractions=organization.reminder_points)
@@ -703,11 +719,14 @@ def _settle(decision: Decision, request: ApprovalRequest, choice: str) -> str | 
 
 
 def _stage_complete(decision: Decision, stage: int) -> bool:
-    # People, not requests: alice asked by email and on Slack approves once.
+    """Enough approvals in the stage. People, not requests: alice asked by email and on Slack
+    approves once. "all" means as many approvals as people first asked (level 0), and an
+    escalation approver's approval counts towards it: escalating stands in for someone away,
+    it never makes approval harder."""
     stage_requests = ApprovalRequest.objects.filter(decision_id=decision.pk, stage=stage)
     approvers = stage_requests.filter(choice="approve").values("address").distinct().count()
-    asked = stage_requests.values("address").distinct().count()
-    return approvers >= approvals_required(decision.stages[stage]["quorum"], asked)
+    first_asked = stage_requests.filter(level=0).values("address").distinct().count()
+    return approvers >= approvals_required(decision.stages[stage]["quorum"], first_asked)
 
 
 def _advance_stage(decision: Decision) -> list[ApprovalRequest]:
