@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install dev test lint format bench bench-clock
+.PHONY: install dev test lint format bench bench-clock bench-export
 
 $(INSTALLED): pyproject.toml
 	python3 -m venv $(VENV)
@@ -39,3 +39,7 @@ bench: install
 # The clock keeping time with 100 000 decisions pending (issue 5): lateness and sweep query time.
 bench-clock: install
 	$(PY) bench/clock.py
+
+# Export of 1 000 000 audit rows: rows/s and peak web RSS (issue 7). PostgreSQL and Redis, as bench.
+bench-export: install
+	$(PY) bench/audit_export.py

@@ -1,18 +1,26 @@
-from django.contrib import admin
+import json
 
-from audit.models import AuditEvent
+from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from audit.export import export_response
+from audit.models import AuditEvent, ChainHead
+from audit.selectors import audit_chain_problems
+from organizations.models import Organization
+
+MAX_PROBLEMS_SHOWN = 100
 
 
-@admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    """Read-only for everybody, superusers included: the database would refuse edits anyway."""
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Read-only for everybody, superusers included: the audit trail is changed by nobody (the
+    database refuses edits anyway, see audit/guard.py)."""
 
-    list_display = ["created_at", "organization", "seq", "event", "actor", "channel", "decision"]
-    list_filter = ["organization", "event", "channel"]
-    search_fields = ["decision__id", "actor", "event"]
-    list_select_related = ["organization"]
-
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request, obj=None) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
@@ -20,3 +28,123 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "organization", "seq", "event", "actor", "channel", "decision_link"]
+    list_filter = ["created_at", "organization", "event", "channel"]
+    search_fields = ["=decision__id", "actor"]
+    search_help_text = "a decision id (exact), or part of an actor"
+    list_select_related = ["organization"]
+    # The trail grows without end: no count of the unfiltered table on every page.
+    show_full_result_count = False
+    fields = [
+        "organization",
+        "seq",
+        "created_at",
+        "decision_link",
+        "event",
+        "actor",
+        "channel",
+        "payload_pretty",
+        "prev_hash",
+        "hash",
+    ]
+    readonly_fields = fields
+    actions = ["export_selected"]
+
+    def get_urls(self):
+        opts = self.model._meta
+        name = f"{opts.app_label}_{opts.model_name}"
+        return [
+            path("export.csv", self.admin_site.admin_view(self.export_view), name=f"{name}_export"),
+            path("verify/", self.admin_site.admin_view(self.verify_view), name=f"{name}_verify"),
+            *super().get_urls(),
+        ]
+
+    def has_export_permission(self, request) -> bool:
+        return request.user.has_perm("audit.export_auditevent")
+
+    @admin.display(description="decision", ordering="decision_id")
+    def decision_link(self, event: AuditEvent):
+        if not event.decision_id:
+            return "-"
+        url = reverse("admin:decisions_decision_change", args=[event.decision_id])
+        return format_html('<a href="{}">{}</a>', url, event.decision_id)
+
+    @admin.display(description="payload")
+    def payload_pretty(self, event: AuditEvent):
+        try:
+            text = json.dumps(json.loads(event.payload), indent=2, sort_keys=True, ensure_ascii=False)
+        except ValueError:
+            text = event.payload
+        return format_html('<pre style="margin:0;white-space:pre-wrap">{}</pre>', text)
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_export": self.has_export_permission(request)}
+        return super().changelist_view(request, extra_context)
+
+    def _export(self, request, events):
+        slugs = dict(Organization.objects.order_by("pk").values_list("pk", "slug"))
+        return export_response(request, events, slugs=slugs, name="selection")
+
+    @admin.action(description="Export selected events as CSV", permissions=["export"])
+    def export_selected(self, request, queryset):
+        return self._export(request, queryset)
+
+    def export_view(self, request):
+        """The events the changelist shows with the same filters and search, as CSV."""
+        if not (self.has_view_permission(request) and self.has_export_permission(request)):
+            raise PermissionDenied
+        request.GET = request.GET.copy()
+        request.GET.pop("p", None)  # the page shown is irrelevant: every matching event goes
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            self.message_user(request, "Those filters do not apply to the audit trail.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:audit_auditevent_changelist"))
+        return self._export(request, changelist.get_queryset(request))
+
+    def verify_view(self, request):
+        """Recompute the hash chains (all organizations, or ?organization=<id>) and say whether
+        they are intact, as `manage.py verify_audit` does."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        organization = None
+        if raw := request.GET.get("organization"):
+            organization = Organization.objects.filter(pk=int(raw) if raw.isdigit() else None).first()
+            if organization is None:
+                self.message_user(request, f"No organization {raw[:40]}.", messages.ERROR)
+                return HttpResponseRedirect(reverse("admin:audit_auditevent_verify"))
+        organization_id = organization.pk if organization else None
+        problems, found = [], 0
+        for problem in audit_chain_problems(organization_id=organization_id):
+            found += 1
+            if len(problems) < MAX_PROBLEMS_SHOWN:
+                problems.append(problem)
+        events = AuditEvent.objects.all()
+        heads = ChainHead.objects.select_related("organization").order_by("organization__slug")
+        if organization_id is not None:
+            events, heads = events.filter(organization_id=organization_id), heads.filter(pk=organization_id)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Verify the audit chain",
+            "organization": organization,
+            "organizations": Organization.objects.order_by("slug"),
+            "problems": problems,
+            "problem_count": found,
+            "event_count": events.count(),
+            "heads": heads,
+        }
+        return TemplateResponse(request, "admin/audit/auditevent/verify.html", context)
+
+
+@admin.register(ChainHead)
+class ChainHeadAdmin(ReadOnlyAdmin):
+    """The newest link of each organization's chain: what an archive records (docs/RETENTION.md)."""
+
+    list_display = ["organization", "seq", "hash"]
+    fields = ["organization", "seq", "hash"]
+    readonly_fields = fields

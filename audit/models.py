@@ -29,6 +29,7 @@ class AuditEvent(models.Model):
             models.UniqueConstraint(fields=["organization", "seq"], name="audit_event_unique_seq"),
         ]
         indexes = [models.Index(fields=["organization", "created_at"], name="audit_event_org_time")]
+        permissions = [("export_auditevent", "Can export the audit trail")]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.event} by {self.actor}"

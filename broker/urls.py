@@ -8,6 +8,7 @@ from notifications import dev_outbox
 
 urlpatterns = [
     path("", include("decisions.urls")),
+    path("", include("audit.urls")),
     path("", include("notifications.urls")),
     path("healthz", healthz, name="healthz"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),

@@ -1,27 +1,80 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
 
-from decisions.models import ApprovalRequest, ApproverGroup, Decision, Policy
+from audit.models import AuditEvent
+from decisions.models import ApprovalRequest, ApproverGroup, Decision, Policy, Status, Via
+from decisions.services import AlreadyResolved, decision_cancel
+from notifications.models import Delivery
+from notifications.services import delivery_redeliver
+from organizations.models import Organization
 
 
-class ApprovalRequestInline(admin.TabularInline):
-    model = ApprovalRequest
+def admin_actor(request) -> str:
+    """How an admin appears in outcomes and in the audit trail."""
+    return f"admin:{request.user.get_username()}"
+
+
+class ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
-    fields = [
-        "address",
-        "channel",
-        "group",
-        "stage",
-        "level",
-        "state",
-        "notified_at",
-        "answered_at",
-        "choice",
-        "note",
-    ]
-    readonly_fields = fields
+    show_change_link = True
 
     def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ApprovalRequestInline(ReadOnlyInline):
+    """Who was asked, over which channel, at which stage and escalation level, and when."""
+
+    model = ApprovalRequest
+    verbose_name_plural = "requests (who was asked)"
+    fields = ["address", "channel", "group", "stage", "level", "state", "created_at", "notified_at"]
+    readonly_fields = fields
+    ordering = ["stage", "level", "pk"]
+
+
+class AnswerInline(ReadOnlyInline):
+    """What each approver who answered decided, when, and how."""
+
+    model = ApprovalRequest
+    verbose_name = "answer"
+    verbose_name_plural = "answers"
+    fields = [
+        "address",
+        "answered_at",
+        "answered_via",
+        "answered_by",
+        "choice",
+        "text",
+        "note",
+        "edited_details",
+    ]
+    readonly_fields = fields
+    ordering = ["answered_at", "pk"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(answered_at__isnull=False)
+
+
+class DeliveryInline(ReadOnlyInline):
+    model = Delivery
+    fields = ["kind", "purpose", "request", "status", "attempts", "next_attempt_at", "sent_at", "last_error"]
+    readonly_fields = fields
+    ordering = ["created_at", "pk"]
+
+
+class AuditEventInline(ReadOnlyInline):
+    model = AuditEvent
+    verbose_name_plural = "audit trail"
+    fields = ["seq", "created_at", "event", "actor", "channel", "payload"]
+    readonly_fields = fields
+    ordering = ["seq"]
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
 
@@ -37,9 +90,41 @@ class DecisionAdmin(admin.ModelAdmin):
         "expires_at",
         "resolved_at",
     ]
-    list_filter = ["status", "urgency", "organization", "created_at"]
-    search_fields = ["id", "action", "requests__address"]
-    inlines = [ApprovalRequestInline]
+    list_filter = ["status", "urgency", "created_at", "resolved_at", "organization"]
+    search_fields = ["=id", "action", "requests__address"]
+    search_help_text = "a decision id (exact), part of the action, or an approver's address"
+    list_select_related = ["organization"]
+    date_hierarchy = "created_at"
+    ordering = ["-created_at"]
+    readonly_fields = [
+        "id",
+        "organization",
+        "status",
+        "action",
+        "context",
+        "details",
+        "options",
+        "response_type",
+        "allow_edit",
+        "urgency",
+        "stages",
+        "current_stage",
+        "escalation",
+        "escalation_repeat",
+        "reminders",
+        "on_timeout",
+        "policy",
+        "callback_url",
+        "metadata",
+        "action_hash",
+        "outcome",
+        "created_at",
+        "expires_at",
+        "resolved_at",
+    ]
+    fields = readonly_fields
+    inlines = [ApprovalRequestInline, AnswerInline, DeliveryInline, AuditEventInline]
+    actions = ["cancel", "redeliver_callback"]
 
     def has_add_permission(self, request) -> bool:
         return False  # decisions come from agents through the API
@@ -50,17 +135,113 @@ class DecisionAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # the audit trail refers to it
 
+    # The actions change state through the services; they need the model's change
+    # permission even though the form itself is read-only for everybody.
+    def has_cancel_permission(self, request) -> bool:
+        return request.user.has_perm("decisions.change_decision")
+
+    def has_redeliver_permission(self, request) -> bool:
+        return request.user.has_perm("notifications.change_delivery")
+
+    def changelist_view(self, request, extra_context=None):
+        reports = [
+            (organization.slug, reverse("admin:organizations_organization_report", args=[organization.pk]))
+            for organization in Organization.objects.order_by("slug")
+        ]
+        return super().changelist_view(request, {**(extra_context or {}), "reports": reports})
+
+    @admin.action(description="Cancel selected pending decisions", permissions=["cancel"])
+    def cancel(self, request, queryset):
+        pending = list(queryset.filter(status=Status.PENDING))
+        cancelled, skipped = 0, queryset.count() - len(pending)
+        for decision in pending:
+            try:
+                decision_cancel(decision=decision, actor=admin_actor(request), via=Via.WEB)
+                cancelled += 1
+            except AlreadyResolved:
+                skipped += 1  # resolved meanwhile: a click or the timeout won
+        self.message_user(request, f"{cancelled} decision(s) cancelled.", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} decision(s) were no longer pending and were left as they are.",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Redeliver the callback of selected decisions", permissions=["redeliver"])
+    def redeliver_callback(self, request, queryset):
+        queued, without = 0, 0
+        for decision in queryset:
+            delivery = (
+                Delivery.objects.filter(decision=decision, kind=Delivery.Kind.CALLBACK)
+                .order_by("-created_at", "-pk")
+                .first()
+            )
+            if delivery is None:
+                without += 1  # no callback_url, or not resolved yet
+                continue
+            delivery_redeliver(delivery=delivery, actor=admin_actor(request))
+            queued += 1
+        self.message_user(request, f"{queued} callback(s) queued again.", messages.SUCCESS)
+        if without:
+            self.message_user(
+                request,
+                f"{without} decision(s) have no callback to redeliver (no callback_url, or still pending).",
+                messages.WARNING,
+            )
+
+
+@admin.register(ApprovalRequest)
+class ApprovalRequestAdmin(admin.ModelAdmin):
+    """Every request to every approver: read-only, like the decisions they belong to."""
+
+    list_display = [
+        "decision_link",
+        "address",
+        "channel",
+        "stage",
+        "level",
+        "state",
+        "created_at",
+        "answered_at",
+        "choice",
+    ]
+    list_filter = ["state", "channel", "answered_via", "created_at"]
+    search_fields = ["address", "=decision__id"]
+    list_select_related = ["decision"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in ApprovalRequest._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="decision", ordering="decision_id")
+    def decision_link(self, request: ApprovalRequest):
+        url = reverse("admin:decisions_decision_change", args=[request.decision_id])
+        return format_html('<a href="{}">{}</a>', url, request.decision_id)
+
 
 @admin.register(ApproverGroup)
 class ApproverGroupAdmin(admin.ModelAdmin):
     list_display = ["name", "organization", "members"]
     list_filter = ["organization"]
-    search_fields = ["name"]
+    search_fields = ["name", "members"]
 
 
 @admin.register(Policy)
 class PolicyAdmin(admin.ModelAdmin):
+    """Rules are validated on save (Policy.clean): conditions are well-formed data and the
+    routing passes the same checks as an agent's request."""
+
     list_display = ["name", "organization", "position", "enabled", "action", "override"]
     list_editable = ["position", "enabled"]
     list_filter = ["organization", "action", "enabled"]
     search_fields = ["name"]
+    ordering = ["organization", "position", "pk"]

@@ -534,10 +534,11 @@ def _reload(decision_id: str) -> Decision:
 
 
 @transaction.atomic
-def decision_cancel(*, decision: Decision, actor: str) -> Decision:
-    """pending → cancelled. Raises AlreadyResolved if it is not pending."""
+def decision_cancel(*, decision: Decision, actor: str, via: str = Via.API) -> Decision:
+    """pending → cancelled, by `actor` over `via` (the API; an admin on the web). Raises
+    AlreadyResolved if it is not pending."""
     now = timezone.now()
-    outcome = _outcome(decision, status=Status.CANCELLED, by=actor, via=Via.API, at=now)
+    outcome = _outcome(decision, status=Status.CANCELLED, by=actor, via=via, at=now)
     if not _transition(decision, status=Status.CANCELLED, outcome=outcome, at=now):
         raise AlreadyResolved(_reload(decision.pk))
     _announce(decision)

@@ -426,7 +426,9 @@ def test_chain_repeat_renotifies_each_levels_pending_approvers_at_its_time(agent
     # level's 30 minutes plus the first level's 10 (decisions/schedule.py), so the repeat
     # re-notifies level 0 at 40, level 1 at 50, level 2 at 60 and level 3 at 70 minutes.
     # A quorum of two keeps it pending when bob approves.
-    decision = ask(agent, quorum=2, escalation=THREE_LEVELS, escalation_repeat=1, timeout_minutes=120, reminders=[])
+    decision = ask(
+        agent, quorum=2, escalation=THREE_LEVELS, escalation_repeat=1, timeout_minutes=120, reminders=[]
+    )
     assert [(s["at"], s["kind"], s.get("level")) for s in reload(decision).schedule] == [
         (10, "escalate", 1),
         (20, "escalate", 2),

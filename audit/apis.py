@@ -1,0 +1,107 @@
+"""Audit endpoints: the organization's trail as JSON pages and as one streamed CSV file.
+Both need a key with the audit scope."""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.pagination import CursorPagination
+from rest_framework.views import APIView
+
+from audit import selectors
+from audit.export import EXPORT_COLUMNS, export_response
+from audit.serializers import AuditEventListParams, AuditEventOutput, AuditFilters
+from broker.schema import error_responses
+from organizations.auth import HasAuditScope
+
+AuditEventPage = inline_serializer(
+    "AuditEventPage",
+    fields={
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+        "results": AuditEventOutput(many=True),
+    },
+)
+
+EXPORT_DESCRIPTION = (
+    "The organization's audit trail as CSV (UTF-8 with a byte order mark, CRLF line ends), one "
+    "row per event in chain order, streamed. Columns: "
+    + ", ".join(f"`{column}`" for column in EXPORT_COLUMNS)
+    + ". `time` is UTC ISO 8601; `choice`, `note`, `ip` and `user_agent` come from the event's "
+    "payload where it has them; `payload` is the exact canonical JSON the hash covers, so "
+    "`manage.py verify_audit --archive` can recompute the chain from the file. Any cell "
+    "starting with = + - @ tab, CR or ' has one ' put in front, so spreadsheets never run it "
+    "as a formula; remove that one ' to get the original value."
+)
+
+
+class Chronological(CursorPagination):
+    ordering = "seq"
+    page_size = 100
+    page_size_query_param = "limit"
+    max_page_size = 1000
+
+    def decode_cursor(self, request):
+        try:
+            cursor = super().decode_cursor(request)
+            # DRF decodes any base64 "p=…"; a position that is not a seq would fail in the query.
+            if cursor is not None and cursor.position is not None and not 0 <= int(cursor.position) < 2**63:
+                raise ValueError(cursor.position)
+        except Exception:  # DRF answers 404 for a bad cursor; it is a bad parameter
+            raise ValidationError({"cursor": ["Invalid cursor."]}) from None
+        return cursor
+
+
+class JSONForErrors(BaseContentNegotiation):
+    """The CSV download answers whatever the client accepts (browsers, curl, spreadsheet
+    tools): only errors are rendered by DRF, and they are always JSON."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+
+class AuditEventListApi(APIView):
+    permission_classes = [HasAuditScope]
+
+    @extend_schema(
+        operation_id="audit_events_list",
+        parameters=[AuditEventListParams],
+        responses={200: AuditEventPage, **error_responses(400, 403)},
+    )
+    def get(self, request):
+        params = AuditEventListParams(data=request.query_params.dict())
+        params.is_valid(raise_exception=True)
+        filters = {k: v for k, v in params.validated_data.items() if k not in ("cursor", "limit")}
+        events = selectors.audit_events_for(organization_id=request.auth.organization_id, **filters)
+        paginator = Chronological()
+        page = paginator.paginate_queryset(events, request, view=self)
+        return paginator.get_paginated_response(AuditEventOutput(page, many=True).data)
+
+
+class AuditExportApi(APIView):
+    permission_classes = [HasAuditScope]
+    content_negotiation_class = JSONForErrors
+
+    @extend_schema(
+        operation_id="audit_export_csv",
+        description=EXPORT_DESCRIPTION,
+        parameters=[AuditFilters],
+        responses={
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.STR, description="The CSV file; its columns are in the description above."
+            ),
+            **error_responses(400, 403),
+        },
+    )
+    def get(self, request):
+        filters = AuditFilters(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        organization = request.auth.organization
+        events = selectors.audit_events_for(organization_id=organization.pk, **filters.validated_data)
+        return export_response(
+            request, events, slugs={organization.pk: organization.slug}, name=organization.slug
+        )

@@ -1,0 +1,65 @@
+"""Shapes of the audit API: strict filters, and the event as JSON."""
+
+import json
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from audit.models import AuditEvent
+from decisions.serializers import StrictSerializer
+
+
+class AuditFilters(StrictSerializer):
+    """`from` ≤ time < `to`: consecutive periods (a day, a month) neither overlap nor miss an
+    event. A time without an offset is UTC."""
+
+    to = serializers.DateTimeField(
+        required=False, source="end", help_text="events before this time (ISO 8601), exclusive"
+    )
+    decision = serializers.CharField(
+        required=False, max_length=40, source="decision_id", help_text="one decision's events (dec_…)"
+    )
+    event = serializers.CharField(
+        required=False, max_length=64, help_text="one kind of event, e.g. decision.answered"
+    )
+    actor = serializers.CharField(
+        required=False, max_length=320, help_text="one actor, e.g. alice@example.com or system"
+    )
+
+    def get_fields(self):
+        # "from" is a Python keyword, so it cannot be declared in the class body.
+        start = serializers.DateTimeField(
+            required=False, source="start", help_text="events at or after this time (ISO 8601)"
+        )
+        return {"from": start, **super().get_fields()}
+
+    def validate(self, data: dict) -> dict:
+        if data.get("start") and data.get("end") and data["start"] > data["end"]:
+            raise serializers.ValidationError({"from": ["Must not be after `to`."]})
+        return data
+
+
+class AuditEventListParams(AuditFilters):
+    cursor = serializers.CharField(required=False)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000)
+
+
+class AuditEventOutput(serializers.Serializer):
+    seq = serializers.IntegerField(help_text="position in the organization's hash chain, from 1")
+    time = serializers.DateTimeField(source="created_at")
+    decision = serializers.CharField(source="decision_id", allow_null=True)
+    action = serializers.SerializerMethodField()
+    event = serializers.CharField()
+    actor = serializers.CharField()
+    channel = serializers.CharField()
+    payload = serializers.SerializerMethodField()
+    prev_hash = serializers.CharField()
+    hash = serializers.CharField()
+
+    def get_action(self, event: AuditEvent) -> str | None:
+        return event.decision.action if event.decision_id else None
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_payload(self, event: AuditEvent) -> dict:
+        return json.loads(event.payload)
