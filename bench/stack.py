@@ -63,7 +63,8 @@ def rss_mb(pid: int) -> float:
 
 @contextmanager
 def running_stack(env: dict, *, port: int, web_workers: int = 2, celery_concurrency: int = 2):
-    """Start web (uvicorn) and a Celery worker; yield the web process; stop both."""
+    """Start web (uvicorn) and a Celery worker (none with celery_concurrency=0); yield the web
+    process; stop them."""
     procs = {
         "web": subprocess.Popen(
             [
@@ -85,7 +86,9 @@ def running_stack(env: dict, *, port: int, web_workers: int = 2, celery_concurre
             env=env,
             start_new_session=True,
         ),
-        "worker": subprocess.Popen(
+    }
+    if celery_concurrency:
+        procs["worker"] = subprocess.Popen(
             [
                 PYTHON,
                 "-m",
@@ -103,8 +106,7 @@ def running_stack(env: dict, *, port: int, web_workers: int = 2, celery_concurre
             cwd=ROOT,
             env=env,
             start_new_session=True,
-        ),
-    }
+        )
     try:
         deadline = time.monotonic() + 60
         while True:
