@@ -5,10 +5,11 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: install dev test lint format bench bench-clock bench-export
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml sdk/python/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -qq --upgrade pip
 	$(PY) -m pip install -qq -e '.[dev]'
+	$(PY) -m pip install -qq -e 'sdk/python[langgraph]'
 	touch $@
 
 install: $(INSTALLED)
