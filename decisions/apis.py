@@ -2,7 +2,7 @@
 
 import math
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.db import connections
 from django.db.models import DateTimeField
 from django.http import HttpResponse
@@ -174,6 +174,19 @@ def _final_read(api_key, decision_id: str) -> HttpResponse:
         connections.close_all()
 
 
+def _release_request_thread() -> None:
+    """Django's ASGI handler gives each request a thread of its own for sync code (signal
+    receivers) and keeps it until the response is sent: a thousand waiters would be a thousand
+    idle threads. Let it go for the wait; the next sync call starts a fresh one. asgiref has no
+    public API for this: should its internals change, this does nothing (the test for it fails)."""
+    contexts = getattr(SyncToAsync, "thread_sensitive_context", None)
+    executors = getattr(SyncToAsync, "context_to_thread_executor", None)
+    context = contexts.get(None) if contexts is not None else None
+    executor = executors.pop(context, None) if context is not None and executors is not None else None
+    if executor is not None:
+        executor.shutdown(wait=False)
+
+
 @csrf_exempt
 async def decision_detail(request, decision_id: str):
     """GET /decisions/{id}, and with ?wait=N the long-poll: held until the decision leaves
@@ -196,6 +209,7 @@ async def decision_detail(request, decision_id: str):
         if response.status_code != 200 or seconds == 0 or response.data["status"] != "pending":
             return response
         del response  # a thousand waiters should not each hold a rendered page while they wait
+        _release_request_thread()
         await wait(seconds)
     # DRF has authenticated the key and put it on the request: read the decision once more.
     return await _final_read(request.user, decision_id)

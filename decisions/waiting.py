@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "countersign:decision-resolved"
 _publisher: redis.Redis | None = None
+_stopping: set[asyncio.Task] = set()  # cancelled listeners, referenced until they end
 
 
 def publish_resolution(decision_id: str) -> None:
@@ -100,7 +101,10 @@ class WaitHub:
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            # Not awaited: redis-py can swallow a cancellation that lands just after SUBSCRIBE,
+            # and no request may wait on the listener's exit (the last waiter would hang).
+            _stopping.add(task)
+            task.add_done_callback(_stopping.discard)
 
     async def _listen_forever(self, url: str) -> None:
         while True:
@@ -108,9 +112,13 @@ class WaitHub:
                 client = redis.asyncio.Redis.from_url(url, socket_connect_timeout=2)
                 async with client, client.pubsub() as pubsub:
                     await pubsub.subscribe(CHANNEL)
-                    async for message in pubsub.listen():
-                        if message["type"] == "message":
+                    # get_message with a timeout, not listen(): a cancellation redis-py swallowed
+                    # is still seen here (cancelling() stays set), within a second.
+                    while not asyncio.current_task().cancelling():
+                        message = await pubsub.get_message(timeout=1.0)
+                        if message and message["type"] == "message":
                             self.wake(message["data"].decode())
+                    raise asyncio.CancelledError
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -220,7 +220,8 @@ def _log_attempt(delivery: Delivery, started_at, clock: float, *, ok: bool, erro
     report = report or AttemptReport()
     DeliveryAttempt.objects.create(
         delivery=delivery,
-        number=delivery.attempts,
+        # Counted from the log, not delivery.attempts: a redelivery restarts that count.
+        number=DeliveryAttempt.objects.filter(delivery=delivery).count() + 1,
         started_at=started_at,
         duration_ms=round((time.monotonic() - clock) * 1000),
         ok=ok,
