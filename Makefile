@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install dev test lint format bench bench-clock bench-export
+.PHONY: install dev test lint format bench bench-callbacks bench-clock bench-export bench-api
 
 $(INSTALLED): pyproject.toml sdk/python/pyproject.toml
 	python3 -m venv $(VENV)
@@ -33,9 +33,19 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Figures, not pass/fail: needs PostgreSQL and Redis on 127.0.0.1 (as CI has).
+# Figures, not pass/fail: needs PostgreSQL and Redis on 127.0.0.1 (as CI has), and hey and
+# pgbench for the API benchmark. About ten minutes; docs/BENCHMARKS.md keeps the results.
 bench: install
 	$(PY) bench/callbacks_longpoll.py
+	$(PY) bench/clock.py
+	$(PY) bench/audit_export.py
+	$(PY) bench/api_throughput.py
+
+bench-callbacks: install
+	$(PY) bench/callbacks_longpoll.py
+
+bench-api: install
+	$(PY) bench/api_throughput.py
 
 # The clock keeping time with 100 000 decisions pending (issue 5): lateness and sweep query time.
 bench-clock: install
