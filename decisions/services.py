@@ -7,7 +7,6 @@ are written last in each transaction, in one batch (see audit_record_many for wh
 
 import hashlib
 from datetime import datetime, timedelta
-from functools import partial
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -526,7 +525,8 @@ def _announce(decision: Decision, *, also: list[AuditEntry] = ()) -> None:
             requests=slack_requests,
         )
     # Wake long-polling agents once it is committed (robust: Redis down costs latency only).
-    transaction.on_commit(partial(publish_resolution, decision.id), robust=True)
+    decision_id = decision.id  # (a lambda: see notifications.services._publish_on_commit)
+    transaction.on_commit(lambda: publish_resolution(decision_id), robust=True)
 
 
 def _reload(decision_id: str) -> Decision:

@@ -2,7 +2,9 @@
 works by settings alone."""
 
 import smtplib
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
@@ -51,7 +53,12 @@ def approval_email(delivery: Delivery) -> EmailMultiAlternatives:
         subject=subject,
         body=render_to_string("notifications/ask_email.txt", context),
         to=[delivery.request.address],
-        headers={"X-Countersign-Decision": decision.id},
+        headers={
+            "X-Countersign-Decision": decision.id,
+            # The same Message-ID on every attempt: a copy re-sent after a worker crash is
+            # recognisably the same message, as webhook-id is for callbacks.
+            "Message-ID": f"<{decision.id}.{delivery.pk}@{urlsplit(settings.PUBLIC_BASE_URL).hostname}>",
+        },
     )
     message.attach_alternative(render_to_string("notifications/ask_email.html", context), "text/html")
     return message

@@ -4,7 +4,6 @@ import logging
 import random
 import time
 from datetime import timedelta
-from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -46,7 +45,9 @@ def _publish(delivery_ids: list[int]) -> None:
 def _publish_on_commit(delivery_ids: list[int]) -> None:
     # robust: a broker outage must not turn a committed change into an error for the caller;
     # the outbox sweep publishes whatever this could not.
-    transaction.on_commit(partial(_publish, delivery_ids), robust=True)
+    # A lambda, not functools.partial: Django logs a failing robust hook by its __qualname__,
+    # which a partial lacks, and the logging itself then raised (a 500 after commit).
+    transaction.on_commit(lambda: _publish(delivery_ids), robust=True)
 
 
 def deliveries_enqueue(*, decision, kind: str, purpose: str, requests=(None,)) -> list[Delivery]:
