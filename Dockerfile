@@ -13,4 +13,6 @@ COPY manage.py .
 RUN pip install -e . && SECRET_KEY=build python manage.py collectstatic --noinput -v 0
 EXPOSE 8000
 # ASGI, so a long-poll (GET /decisions/{id}?wait=N) holds no thread while it waits.
-CMD ["uvicorn", "broker.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]
+# uvicorn takes its worker count from WEB_CONCURRENCY.
+ENV WEB_CONCURRENCY=2
+CMD ["uvicorn", "broker.asgi:application", "--host", "0.0.0.0", "--port", "8000"]
