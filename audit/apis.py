@@ -4,14 +4,13 @@ Both need a key with the audit scope."""
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.exceptions import ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.pagination import CursorPagination
 from rest_framework.views import APIView
 
 from audit import selectors
 from audit.export import EXPORT_COLUMNS, export_response
 from audit.serializers import AuditEventListParams, AuditEventOutput, AuditFilters
+from broker.pagination import StrictCursorPagination
 from broker.schema import error_responses
 from organizations.auth import HasAuditScope
 
@@ -36,21 +35,14 @@ EXPORT_DESCRIPTION = (
 )
 
 
-class Chronological(CursorPagination):
+class Chronological(StrictCursorPagination):
     ordering = "seq"
     page_size = 100
-    page_size_query_param = "limit"
     max_page_size = 1000
 
-    def decode_cursor(self, request):
-        try:
-            cursor = super().decode_cursor(request)
-            # DRF decodes any base64 "p=…"; a position that is not a seq would fail in the query.
-            if cursor is not None and cursor.position is not None and not 0 <= int(cursor.position) < 2**63:
-                raise ValueError(cursor.position)
-        except Exception:  # DRF answers 404 for a bad cursor; it is a bad parameter
-            raise ValidationError({"cursor": ["Invalid cursor."]}) from None
-        return cursor
+    def check_position(self, position: str) -> None:
+        if not 0 <= int(position) < 2**63:
+            raise ValueError(position)
 
 
 class JSONForErrors(BaseContentNegotiation):

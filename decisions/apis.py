@@ -10,12 +10,12 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from broker.errors import error_response
+from broker.pagination import StrictCursorPagination
 from broker.schema import error_responses
 from decisions import selectors, services, waiting
 from decisions.serializers import DecisionCreateInput, DecisionListFilters, DecisionOutput
@@ -38,21 +38,13 @@ DecisionPage = inline_serializer(
 )
 
 
-class NewestFirst(CursorPagination):
+class NewestFirst(StrictCursorPagination):
     ordering = "-created_at"
     page_size = 50
-    page_size_query_param = "limit"
     max_page_size = 200
 
-    def decode_cursor(self, request):
-        try:
-            cursor = super().decode_cursor(request)
-            if cursor is not None and cursor.position is not None:
-                # DRF decodes any base64 "p=…"; a position that is not a time would fail in the query.
-                DateTimeField().to_python(cursor.position)
-        except Exception:  # DRF answers 404 for a bad cursor; it is a bad parameter
-            raise ValidationError({"cursor": ["Invalid cursor."]}) from None
-        return cursor
+    def check_position(self, position: str) -> None:
+        DateTimeField().to_python(position)  # raises for a position that is not a time
 
 
 def _idempotency_key(request) -> str | None:

@@ -1,0 +1,22 @@
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
+
+
+class StrictCursorPagination(CursorPagination):
+    """Cursor pagination where a bad cursor is a 400 (DRF answers 404), including one that
+    decodes fine but whose position the query could not use: subclasses say what a valid
+    position is in check_position (raise ValueError)."""
+
+    page_size_query_param = "limit"
+
+    def check_position(self, position: str) -> None:
+        raise NotImplementedError
+
+    def decode_cursor(self, request):
+        try:
+            cursor = super().decode_cursor(request)
+            if cursor is not None and cursor.position is not None:
+                self.check_position(cursor.position)
+        except Exception:  # DRF's NotFound, a bad position: a bad parameter either way
+            raise ValidationError({"cursor": ["Invalid cursor."]}) from None
+        return cursor
