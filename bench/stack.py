@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -40,6 +41,11 @@ def manage(env: dict, *args: str) -> str:
 
 
 def fresh_database(env: dict, name: str) -> None:
+    """A new PostgreSQL database, migrated, and empty benchmark Redis databases: tasks left
+    queued by an earlier run (the API benchmark runs without a worker) would otherwise be
+    worked through first."""
+    for url in (env["CELERY_BROKER_URL"], env["CACHE_URL"]):
+        redis.Redis.from_url(url).flushdb()
     for sql in (f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}"):
         subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True, env=env)
     manage(env, "migrate", "--noinput")

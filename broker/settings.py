@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from broker.env import (
     env_bool,
@@ -222,7 +222,12 @@ CELERY_TIMEZONE = "UTC"
 # The clock has a queue of its own: a backlog of emails must not make deadlines late. A worker
 # consumes every queue declared here in turn (a tick waits for one task at most); run one
 # with `-Q clock` to give the clock a worker to itself.
-CELERY_TASK_QUEUES = [Queue("celery"), Queue("clock")]
+# Routing keys spelled out: a Queue without one is bound with the default key, and then
+# every task would be copied into both queues.
+CELERY_TASK_QUEUES = [
+    Queue("celery", Exchange("celery", type="direct"), routing_key="celery"),
+    Queue("clock", Exchange("celery", type="direct"), routing_key="clock"),
+]
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_ROUTES = {"decisions.clock_tick": {"queue": "clock"}}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
