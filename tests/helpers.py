@@ -1,9 +1,10 @@
 """Small helpers shared by tests."""
 
+import threading
 import time
 from collections.abc import Callable
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 
 def wait_for(condition: Callable[[], object], *, timeout: float = 15.0, interval: float = 0.05):
@@ -17,3 +18,28 @@ def wait_for(condition: Callable[[], object], *, timeout: float = 15.0, interval
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def race(*calls) -> list:
+    """Run each call in its own thread, all released at once by a barrier. Returns what each
+    returned or raised, in order: exceptions are returned so the test shows them instead of
+    losing them in a thread. Each thread closes its own database connection."""
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+
+    def run(index, call):
+        try:
+            barrier.wait(timeout=30)
+            results[index] = call()
+        except Exception as exc:
+            results[index] = exc
+        finally:
+            connection.close()  # each thread's connection must not outlive the test
+
+    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a thread is stuck (deadlock?)"
+    return results

@@ -10,13 +10,11 @@ wrapped in one transaction would hide its data from them.
 """
 
 import io
-import threading
 from collections import Counter
 from urllib.parse import urlencode
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 from django.test import Client
 
 from audit.models import AuditEvent
@@ -24,6 +22,7 @@ from decisions.links import link_token
 from decisions.models import ApprovalRequest, Decision, Status
 from decisions.services import decision_create
 from tests.conftest import ALICE, BOB, CAROL
+from tests.helpers import race
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -65,31 +64,6 @@ def click_confirm(path: str, note: str):
         return response.status_code, response.content.decode()
 
     return press
-
-
-def race(*calls) -> list:
-    """Run each call in its own thread, all released at once. Returns what each returned or
-    raised, in order; exceptions are returned so the test shows them instead of losing them."""
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-
-    def run(index, call):
-        try:
-            barrier.wait(timeout=30)
-            results[index] = call()
-        except Exception as exc:
-            results[index] = exc
-        finally:
-            # each thread opened its own connection; it must not outlive the test
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a thread is stuck (deadlock?)"
-    return results
 
 
 def events(decision: Decision, event: str):

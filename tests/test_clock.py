@@ -9,7 +9,6 @@ minutes ago) and then the sweep, fire_due(), runs as beat would run it. decision
 also called directly with a `now` in the future.
 """
 
-import threading
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -28,6 +27,7 @@ from notifications.email import approval_email
 from notifications.models import Delivery
 from notifications.services import delivery_attempt
 from tests.conftest import ALICE, BOB, CAROL
+from tests.helpers import race
 
 DAVE = "dave@example.com"
 PUBLIC_CALLBACK = "https://93.184.215.14/hook"
@@ -627,30 +627,6 @@ def test_postgresql_can_answer_the_sweep_from_the_partial_index(agent):
 
 
 # --- races on PostgreSQL ----------------------------------------------------------------------
-
-
-def race(*calls):
-    """Run each call in its own thread (its own connection), released together by a barrier.
-    Returns what each returned or raised, in order."""
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-
-    def run(index, call):
-        try:
-            barrier.wait(timeout=30)
-            results[index] = call()
-        except Exception as exc:
-            results[index] = exc
-        finally:
-            connection.close()  # each thread's connection must not outlive the test
-
-    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a thread is stuck (deadlock?)"
-    return results
 
 
 @pytest.fixture

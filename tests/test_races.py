@@ -10,13 +10,11 @@ rows; a test wrapped in one transaction would hide its data from them.
 
 import io
 import itertools
-import threading
 from collections import Counter
 from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 from django.utils import timezone
 
 from audit.models import AuditEvent, ChainHead
@@ -31,6 +29,7 @@ from decisions.services import (
     request_fingerprint,
 )
 from organizations.models import ApiKey
+from tests.helpers import race
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -42,32 +41,6 @@ def _no_publishing(monkeypatch):
     # Committed transactions publish delivery tasks on commit. Nobody consumes them here, and
     # they would pile up in the shared broker: what is under test is the database.
     monkeypatch.setattr("notifications.services._publish", lambda delivery_ids: None)
-
-
-def race(*calls):
-    """Run each call in its own thread, all released at once by a barrier. Returns what each
-    returned or raised, in order. Unexpected exceptions are returned too, so the test can
-    show them instead of losing them in a thread."""
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-
-    def run(index, call):
-        try:
-            barrier.wait(timeout=30)
-            results[index] = call()
-        except Exception as exc:
-            results[index] = exc
-        finally:
-            # each thread opened its own connection; it must not outlive the test
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a thread is stuck (deadlock?)"
-    return results
 
 
 def verify_audit() -> str:
