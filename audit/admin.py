@@ -8,9 +8,11 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from audit.checkpoints import checkpoint_document
 from audit.export import export_response
-from audit.models import AuditEvent, ChainHead
-from audit.selectors import audit_chain_problems
+from audit.models import AuditCheckpoint, AuditEvent
+from audit.selectors import checkpoints_for
+from audit.verification import audit_problems
 from organizations.models import Organization
 
 MAX_PROBLEMS_SHOWN = 100
@@ -48,10 +50,28 @@ class AuditEventAdmin(ReadOnlyAdmin):
         "actor",
         "channel",
         "payload_pretty",
+        "content_hash",
         "prev_hash",
         "hash",
     ]
     readonly_fields = fields
+
+    def get_queryset(self, request):
+        # The event's place in the chain, where the sealer has given it one.
+        return super().get_queryset(request).select_related("link")
+
+    @admin.display(description="seq", ordering="link__seq")
+    def seq(self, event: AuditEvent):
+        return event.link.seq if hasattr(event, "link") else "unsealed"
+
+    @admin.display(description="prev hash")
+    def prev_hash(self, event: AuditEvent):
+        return event.link.prev_hash if hasattr(event, "link") else "-"
+
+    @admin.display(description="hash")
+    def hash(self, event: AuditEvent):
+        return event.link.hash if hasattr(event, "link") else "-"
+
     actions = ["export_selected"]
 
     def get_urls(self):
@@ -119,14 +139,22 @@ class AuditEventAdmin(ReadOnlyAdmin):
                 return HttpResponseRedirect(reverse("admin:audit_auditevent_verify"))
         organization_id = organization.pk if organization else None
         problems, found = [], 0
-        for problem in audit_chain_problems(organization_id=organization_id):
+        for problem in audit_problems(organization_id=organization_id):
             found += 1
             if len(problems) < MAX_PROBLEMS_SHOWN:
                 problems.append(problem)
         events = AuditEvent.objects.all()
-        heads = ChainHead.objects.select_related("organization").order_by("organization__slug")
+        organizations = Organization.objects.order_by("slug")
         if organization_id is not None:
-            events, heads = events.filter(organization_id=organization_id), heads.filter(pk=organization_id)
+            events, organizations = (
+                events.filter(organization_id=organization_id),
+                organizations.filter(pk=organization_id),
+            )
+        heads = [
+            c
+            for o in organizations
+            if (c := checkpoints_for(organization_id=o.pk).select_related("organization").first())
+        ]
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -141,10 +169,18 @@ class AuditEventAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/audit/auditevent/verify.html", context)
 
 
-@admin.register(ChainHead)
-class ChainHeadAdmin(ReadOnlyAdmin):
-    """The newest link of each organization's chain: what an archive records (docs/RETENTION.md)."""
+@admin.register(AuditCheckpoint)
+class AuditCheckpointAdmin(ReadOnlyAdmin):
+    """Signed statements of each chain's size and head: what the sinks receive and an archive
+    is checked against (docs/RETENTION.md)."""
 
-    list_display = ["organization", "seq", "hash"]
-    fields = ["organization", "seq", "hash"]
+    list_display = ["organization", "size", "head_hash", "sealed_at", "key_id"]
+    list_filter = ["organization"]
+    show_full_result_count = False
+    fields = ["organization", "size", "head_hash", "sealed_at", "key_id", "document"]
     readonly_fields = fields
+
+    @admin.display(description="signed document")
+    def document(self, checkpoint: AuditCheckpoint):
+        text = json.dumps(checkpoint_document(checkpoint), indent=2)
+        return format_html('<pre style="margin:0;white-space:pre-wrap">{}</pre>', text)

@@ -1,15 +1,25 @@
-"""Audit endpoints: the organization's trail as JSON pages and as one streamed CSV file.
-Both need a key with the audit scope."""
+"""Audit endpoints: the organization's trail as JSON pages and as one streamed CSV file, and
+its signed checkpoints (all need a key with the audit scope); the public key that verifies
+checkpoints, for anyone."""
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit import selectors
+from audit import selectors, signing
+from audit.checkpoints import checkpoint_document
 from audit.export import EXPORT_COLUMNS, export_response
-from audit.serializers import AuditEventListParams, AuditEventOutput, AuditFilters
+from audit.serializers import (
+    AuditEventListParams,
+    AuditEventOutput,
+    AuditFilters,
+    CheckpointListParams,
+    CheckpointOutput,
+)
 from broker.pagination import StrictCursorPagination
 from broker.schema import error_responses
 from organizations.auth import HasAuditScope
@@ -96,4 +106,80 @@ class AuditExportApi(APIView):
         events = selectors.audit_events_for(organization_id=organization.pk, **filters.validated_data)
         return export_response(
             request, events, slugs={organization.pk: organization.slug}, name=organization.slug
+        )
+
+
+CheckpointPage = inline_serializer(
+    "CheckpointPage",
+    fields={
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+        "results": CheckpointOutput(many=True),
+    },
+)
+
+
+class BySize(Chronological):
+    ordering = "size"
+
+
+class CheckpointListApi(APIView):
+    permission_classes = [HasAuditScope]
+
+    @extend_schema(
+        operation_id="audit_checkpoints_list",
+        description=(
+            "The organization's signed checkpoints, oldest first: each says the chain had `size` "
+            "events ending in `head_hash`. Keep copies: `manage.py verify_audit --checkpoints <url "
+            "or directory>` fails on any rewrite of the trail that disagrees with them."
+        ),
+        parameters=[CheckpointListParams],
+        responses={200: CheckpointPage, **error_responses(400, 403)},
+    )
+    def get(self, request):
+        CheckpointListParams(data=request.query_params.dict()).is_valid(raise_exception=True)
+        checkpoints = selectors.checkpoints_for(organization_id=request.auth.organization_id)
+        paginator = BySize()
+        page = paginator.paginate_queryset(checkpoints, request, view=self)
+        return paginator.get_paginated_response([checkpoint_document(c) for c in page])
+
+
+class AuditKeysApi(APIView):
+    """Public: a key verifies checkpoints, it reveals nothing."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="audit_keys",
+        auth=[],
+        responses={
+            200: inline_serializer(
+                "AuditKeys",
+                fields={
+                    "keys": inline_serializer(
+                        "AuditKey",
+                        fields={
+                            "key_id": serializers.CharField(),
+                            "algorithm": serializers.CharField(),
+                            "public_key": serializers.CharField(help_text="raw 32-byte key, base64url"),
+                        },
+                        many=True,
+                    )
+                },
+            )
+        },
+    )
+    def get(self, request):
+        public_key = signing.public_key_text()
+        return Response(
+            {
+                "keys": [
+                    {
+                        "key_id": signing.key_id(public_key),
+                        "algorithm": signing.ALGORITHM,
+                        "public_key": public_key,
+                    }
+                ]
+            }
         )

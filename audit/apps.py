@@ -24,3 +24,8 @@ class AuditConfig(AppConfig):
         # Migration 0004 creates the group; this puts it back after a `flush` (which empties
         # every table and then sends post_migrate, as test teardown does).
         post_migrate.connect(_ensure_compliance_group, sender=self, dispatch_uid="audit-compliance-group")
+        # The runtime role's privileges on every table, once per migrate: post_migrate is
+        # sent after every migration has run, so all tables exist by then.
+        from broker.db_roles import grant_after_migrate
+
+        post_migrate.connect(grant_after_migrate, sender=self, dispatch_uid="runtime-role-grants")

@@ -1,10 +1,11 @@
 """Checking an archived CSV export (audit/export.py) on its own, without the database.
 
-Every row carries what its hash covers (seq, organization_id, time, decision_id, event, actor,
-channel, payload) and the hash itself: recomputing each hash, and checking that each row's
-prev_hash is the hash of the row before it, proves that no row of the file was edited,
-inserted, removed or reordered. Comparing the last hash with the chain head recorded when the
-file was made proves that nothing was cut off its end.
+Every row carries what its hashes cover (organization_id, time, decision_id, event, actor,
+channel, payload; then seq and prev_hash) and the hash itself: recomputing each hash, and
+checking that each row's prev_hash is the hash of the row before it, proves that no row of
+the file was edited, inserted, removed or reordered. Comparing the hash at a checkpoint's
+size with the checkpoint's signed head hash (audit/checkpoints.py) proves the file is the
+chain the service sealed, not one recomputed after an edit.
 """
 
 import contextlib
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from audit.chain import GENESIS_HASH, event_hash
+from audit.chain import GENESIS_HASH, content_hash, link_hash
+from audit.checkpoints import VerifiedCheckpoint
 from audit.export import BOM, EXPORT_COLUMNS, PAYLOAD_COLUMNS, payload_cells, restore_cell
 
 REQUIRED = ("time", "decision_id", "event", "actor", "channel", "prev_hash", "hash", "seq")
@@ -42,6 +44,7 @@ class ArchiveReport:
     spans: dict[int, ChainSpan] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # the first MAX_PROBLEMS_KEPT
     problem_count: int = 0
+    checkpoints_checked: int = 0
 
     def add(self, problem: str) -> None:
         self.problem_count += 1
@@ -63,10 +66,12 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             yield line, {name: restore_cell(value or "") for name, value in row.items() if name}
 
 
-def check_archive(path: Path) -> ArchiveReport:
+def check_archive(path: Path, *, checkpoints: list[VerifiedCheckpoint] = ()) -> ArchiveReport:
     """Walk the file once and report every break (memory: one action per decision, never the
-    rows). Raises ValueError for a file that is not an audit export at all."""
+    rows), and every verified checkpoint the file's chain disagrees with. Raises ValueError
+    for a file that is not an audit export at all."""
     report = ArchiveReport()
+    signed = {(c.organization_id, c.size): c for c in checkpoints}
     actions: dict[str, str] = {}  # decision id -> the action its decision.created event states
     for line, row in _rows(path):
         try:
@@ -93,10 +98,8 @@ def check_archive(path: Path) -> ArchiveReport:
                     f"line {line}: organization {organization_id}, event #{seq}: prev_hash does not "
                     "match the previous row's hash"
                 )
-        recomputed = event_hash(
-            prev_hash=row["prev_hash"],
+        content = content_hash(
             organization_id=organization_id,
-            seq=seq,
             created_at=created_at,
             decision_id=row["decision_id"] or None,
             event=row["event"],
@@ -104,11 +107,21 @@ def check_archive(path: Path) -> ArchiveReport:
             channel=row["channel"],
             payload=row["payload"],
         )
-        if recomputed != row["hash"]:
+        recomputed = link_hash(prev_hash=row["prev_hash"], seq=seq, content_hash=content)
+        if recomputed != row["hash"] or row.get("content_hash", content) != content:
             report.add(
                 f"line {line}: organization {organization_id}, event #{seq}: content does not match "
                 "its hash: the row was altered"
             )
+        checkpoint = signed.get((organization_id, seq))
+        if checkpoint is not None:
+            report.checkpoints_checked += 1
+            if checkpoint.head_hash != row["hash"]:
+                report.add(
+                    f"line {line}: organization {organization_id}, event #{seq}: the chain disagrees with "
+                    f"the checkpoint of #{seq} signed at {checkpoint.sealed_at}: "
+                    "the file is not the sealed chain"
+                )
         span.last_seq, span.last_hash, span.events = seq, row["hash"], span.events + 1
         _check_readable_cells(report, line, row, actions)
     return report

@@ -3,9 +3,10 @@ spreadsheet, and complete enough to re-verify the hash chain from the file alone
 
 Columns (EXPORT_COLUMNS): time (UTC, ISO 8601, microseconds), organization (slug), decision_id,
 action (the decision's), event, actor, channel; choice, note, ip, user_agent (from the event's
-payload, where it has them); prev_hash, hash; then seq, organization_id and payload (the exact
-canonical JSON the hash covers): with those three `verify_audit --archive` recomputes every
-hash from the file.
+payload, where it has them); prev_hash, hash; then seq, organization_id, payload (the exact
+canonical JSON the hash covers) and content_hash: with those `verify_audit --archive`
+recomputes every hash from the file, and compares the chain with signed checkpoints
+(docs/RETENTION.md).
 
 Spreadsheet safety: the file starts with a UTF-8 byte order mark (Excel otherwise reads it as
 Windows-1252), and any cell that begins with = + - @ tab, carriage return or ' gets one extra
@@ -52,6 +53,7 @@ EXPORT_COLUMNS = (
     "seq",
     "organization_id",
     "payload",
+    "content_hash",
 )
 PAYLOAD_COLUMNS = ("choice", "note", "ip", "user_agent")
 BOM = "\ufeff"
@@ -70,6 +72,7 @@ _FIELDS = (
     "prev_hash",
     "hash",
     "seq",
+    "content_hash",
 )
 # Spreadsheets evaluate cells starting with = + - @ (and, after a tab or CR, whatever
 # follows); ' is escaped too so that the escape can always be undone.
@@ -120,9 +123,20 @@ def payload_cells(payload: str) -> tuple[str, ...]:
 
 
 def export_row(values: tuple, slugs: dict[int, str]) -> list[str]:
-    created_at, organization_id, decision_id, action, event, actor, channel, payload, prev, digest, seq = (
-        values
-    )
+    (
+        created_at,
+        organization_id,
+        decision_id,
+        action,
+        event,
+        actor,
+        channel,
+        payload,
+        prev,
+        digest,
+        seq,
+        content,
+    ) = values
     cells = [
         created_at if isinstance(created_at, str) else format_time(created_at),
         slugs.get(organization_id, ""),
@@ -137,6 +151,7 @@ def export_row(values: tuple, slugs: dict[int, str]) -> list[str]:
         str(seq),
         str(organization_id),
         payload,
+        content,
     ]
     # Inline rather than neutralise_cell(): this runs 16 million times for a million rows.
     return [("'" + cell) if cell[:1] in _ESCAPED_STARTS else cell for cell in cells]

@@ -1,14 +1,22 @@
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
-from audit.chain import ChainProblem, chain_problems
-from audit.models import AuditEvent, ChainHead
+from audit.models import AuditCheckpoint, AuditEvent
 
 # Keyset batches: each is its own indexed query (organization, seq > last), so a long export
 # holds no server-side cursor and costs the same per batch at row 1 and at row 1 000 000.
 EXPORT_BATCH_SIZE = 2000
+
+
+def sealed_events() -> QuerySet[AuditEvent]:
+    """Events that have their place in a chain, with it: `seq`, `prev_hash` and `hash`.
+    Readers see the trail as sealed (within seconds of each change, audit/sealing.py), so
+    what they page through and export never reorders under them."""
+    return AuditEvent.objects.filter(link__isnull=False).annotate(
+        seq=F("link__seq"), prev_hash=F("link__prev_hash"), hash=F("link__hash")
+    )
 
 
 def audit_events_for(
@@ -20,9 +28,9 @@ def audit_events_for(
     event: str | None = None,
     actor: str | None = None,
 ) -> QuerySet[AuditEvent]:
-    """One organization's events in chain order, `start` ≤ time < `end`. A decision id of
-    another organization simply matches nothing: the filter is inside the organization."""
-    events = AuditEvent.objects.filter(organization_id=organization_id)
+    """One organization's sealed events in chain order, `start` ≤ time < `end`. A decision id
+    of another organization simply matches nothing: the filter is inside the organization."""
+    events = sealed_events().filter(organization_id=organization_id)
     if start is not None:
         events = events.filter(created_at__gte=start)
     if end is not None:
@@ -43,15 +51,20 @@ def audit_event_batches(
     fields: tuple[str, ...],
     size: int = EXPORT_BATCH_SIZE,
 ) -> Iterator[list[tuple]]:
-    """The rows of `events` as lists of `fields` tuples, organization by organization, each in
-    seq order: memory holds one batch, however many rows match. `fields` must include "seq"."""
+    """The sealed rows of `events` as lists of `fields` tuples, organization by organization,
+    each in seq order: memory holds one batch, however many rows match. `fields` must include
+    "seq"."""
     seq_index = fields.index("seq")
+    if "seq" not in events.query.annotations:  # a plain queryset, e.g. the admin's selection
+        events = events.filter(link__isnull=False).annotate(
+            seq=F("link__seq"), prev_hash=F("link__prev_hash"), hash=F("link__hash")
+        )
     for organization_id in organization_ids:
         after = 0
         while True:
             batch = list(
-                events.filter(organization_id=organization_id, seq__gt=after)
-                .order_by("seq")
+                events.filter(link__organization_id=organization_id, link__seq__gt=after)
+                .order_by("link__seq")
                 .values_list(*fields)[:size]
             )
             if batch:
@@ -61,36 +74,6 @@ def audit_event_batches(
             after = batch[-1][seq_index]
 
 
-def audit_chain_problems(*, organization_id: int | None = None) -> Iterator[ChainProblem]:
-    """Every break in the chains of all organizations (or one). Streams rows, so it runs in
-    constant memory however long the trail."""
-    heads = ChainHead.objects.order_by("organization_id")
-    if organization_id is not None:
-        heads = heads.filter(organization_id=organization_id)
-    for head in heads:
-        events = (
-            AuditEvent.objects.filter(organization_id=head.organization_id)
-            .order_by("seq")
-            .only(
-                "seq",
-                "created_at",
-                "decision_id",
-                "event",
-                "actor",
-                "channel",
-                "payload",
-                "prev_hash",
-                "hash",
-            )
-            .iterator(chunk_size=2000)
-        )
-        yield from chain_problems(
-            events, organization_id=head.organization_id, head_seq=head.seq, head_hash=head.hash
-        )
-    orphaned = AuditEvent.objects.exclude(organization_id__in=ChainHead.objects.values("organization_id"))
-    if organization_id is not None:
-        orphaned = orphaned.filter(organization_id=organization_id)
-    for event in orphaned.only("organization_id", "seq")[:100]:
-        yield ChainProblem(
-            event.organization_id, event.seq, "event belongs to no chain head: the head was removed"
-        )
+def checkpoints_for(*, organization_id: int) -> QuerySet[AuditCheckpoint]:
+    """An organization's checkpoints, newest first."""
+    return AuditCheckpoint.objects.filter(organization_id=organization_id).order_by("-size")

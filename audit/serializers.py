@@ -54,8 +54,9 @@ class AuditEventOutput(serializers.Serializer):
     actor = serializers.CharField()
     channel = serializers.CharField()
     payload = serializers.SerializerMethodField()
+    content_hash = serializers.CharField(help_text="SHA-256 of what the writer recorded (docs/RETENTION.md)")
     prev_hash = serializers.CharField()
-    hash = serializers.CharField()
+    hash = serializers.CharField(help_text="SHA-256 of prev_hash, seq and content_hash: the chain")
 
     def get_action(self, event: AuditEvent) -> str | None:
         return event.decision.action if event.decision_id else None
@@ -63,3 +64,26 @@ class AuditEventOutput(serializers.Serializer):
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_payload(self, event: AuditEvent) -> dict:
         return json.loads(event.payload)
+
+
+class CheckpointListParams(StrictSerializer):
+    cursor = serializers.CharField(required=False)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000)
+
+
+class CheckpointOutput(serializers.Serializer):
+    """A signed checkpoint as the sinks receive it (audit/checkpoints.checkpoint_document).
+    Only `body` is signed: check `signature` over its exact characters, then trust its fields."""
+
+    organization_id = serializers.IntegerField()
+    size = serializers.IntegerField(help_text="the chain had this many events")
+    head_hash = serializers.CharField(help_text="the hash of its last event, #size")
+    sealed_at = serializers.CharField(help_text="when it was signed (UTC, ISO 8601)")
+    key_id = serializers.CharField(
+        help_text="which public key verifies it (/.well-known/countersign/audit-keys)"
+    )
+    algorithm = serializers.CharField(help_text="Ed25519")
+    body = serializers.CharField(
+        help_text="the exact text that was signed: canonical JSON of the fields above"
+    )
+    signature = serializers.CharField(help_text="Ed25519 signature of `body` (UTF-8), base64url")

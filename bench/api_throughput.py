@@ -5,7 +5,7 @@ machine's cores to itself), `hey` drives:
   - the most it serves: 16 connections, as fast as they go;
   - a fixed 200 requests/second for 15 s: latency p50/p95/p99.
 Then pgbench runs, as one transaction each, the very SQL one create executes (captured from
-a real request, with the decision id, request id and audit sequence made unique per run),
+a real request, with the decision id and request id made unique per run),
 16 clients. The figure is the ratio: API creates/s over pgbench creates/s.
 
     python bench/api_throughput.py
@@ -67,7 +67,7 @@ def capture_create_sql(key: str) -> list[str]:
     from django.test.utils import CaptureQueriesContext
 
     client = Client(HTTP_AUTHORIZATION=f"Bearer {key}", HTTP_HOST="127.0.0.1")
-    client.post("/decisions", BODY, content_type="application/json")  # warm: policies, chain head
+    client.post("/decisions", BODY, content_type="application/json")  # warm: policies, the key
     with CaptureQueriesContext(connection) as captured:
         assert client.post("/decisions", BODY, content_type="application/json").status_code == 201
     return [query["sql"] for query in captured.captured_queries]
@@ -83,16 +83,7 @@ def pgbench_script(queries: list[str]) -> str:
             sql += " \\gset r_" if "RETURNING" in sql else " RETURNING id \\gset r_"
         elif sql.startswith('INSERT INTO "notifications_delivery"'):
             sql = re.sub(r"'dec_pgb:client_id_:n', \d+,", "'dec_pgb:client_id_:n', :r_id,", sql)
-        elif sql.startswith('SELECT "audit_chainhead"'):
-            sql += " \\gset h_"
-            lines.append(sql)
-            lines += ["\\set s1 :h_seq + 1", "\\set s2 :h_seq + 2"]
-            continue
-        elif sql.startswith('INSERT INTO "audit_auditevent"'):
-            sql = re.sub(r"\('\{\d+,\d+\}'::int8\[\]\)", "('{:s1,:s2}'::int8[])", sql, count=1)
-        elif sql.startswith('UPDATE "audit_chainhead"'):
-            sql = re.sub(r'"seq" = \d+', '"seq" = :s2', sql)
-        lines.append(sql + ("" if sql.endswith(("\\gset r_", "\\gset h_")) else ";"))
+        lines.append(sql + ("" if sql.endswith("\\gset r_") else ";"))
     return "\n".join(lines) + "\n"
 
 

@@ -44,6 +44,23 @@ def _secret_key() -> str:
 
 SECRET_KEY = _secret_key()
 
+
+def _audit_signing_key() -> str:
+    """AUDIT_SIGNING_KEY from the environment, else one generated once and kept in var/ (one
+    machine, development): the Ed25519 key that signs audit checkpoints (audit/signing.py)."""
+    if key := env_str("AUDIT_SIGNING_KEY"):
+        return key
+    path = VAR_DIR / "audit_signing_key"
+    if not path.exists():
+        from audit.signing import new_private_key_text
+
+        path.touch(mode=0o600)
+        path.write_text(new_private_key_text())
+    return path.read_text().strip()
+
+
+AUDIT_SIGNING_KEY = _audit_signing_key()
+
 PUBLIC_BASE_URL = env_url("PUBLIC_BASE_URL", "http://127.0.0.1:8000", schemes={"http", "https"})
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 if (public_host := urlsplit(PUBLIC_BASE_URL).hostname) and public_host not in ALLOWED_HOSTS:
@@ -100,6 +117,9 @@ TEMPLATES = [
     },
 ]
 
+# PostgreSQL: the role the service runs as, when migrations run as another (the owner). Each
+# `migrate` grants it INSERT/SELECT only on the audit tables (broker/db_roles.py).
+DATABASE_APP_ROLE = env_str("DATABASE_APP_ROLE")
 DATABASES = {"default": env_database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'countersign.sqlite3'}")}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # IMMEDIATE takes the write lock at BEGIN, so concurrent writers queue instead of failing
@@ -229,7 +249,7 @@ CELERY_TASK_QUEUES = [
     Queue("clock", Exchange("celery", type="direct"), routing_key="clock"),
 ]
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_ROUTES = {"decisions.clock_tick": {"queue": "clock"}}
+CELERY_TASK_ROUTES = {"decisions.clock_tick": {"queue": "clock"}, "audit.seal": {"queue": "clock"}}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 OUTBOX_SWEEP_SECONDS = env_float("OUTBOX_SWEEP_SECONDS", 5, minimum=0.1)
@@ -247,6 +267,36 @@ LONGPOLL_RECHECK_SECONDS = env_float(
 
 CLOCK_TICK_SECONDS = env_float("CLOCK_TICK_SECONDS", 1.0, minimum=0.1)
 
+# The audit sealer (audit/sealing.py) links committed events into their chains and signs
+# checkpoints; events are sealed within about two of its periods.
+AUDIT_SEAL_SECONDS = env_float("AUDIT_SEAL_SECONDS", 1.0, minimum=0.1)
+# An event still unsealed this long after it was written is reported by verify_audit.
+AUDIT_SEAL_GRACE = timedelta(seconds=env_float("AUDIT_SEAL_GRACE_SECONDS", 60, minimum=1))
+# Where checkpoints go besides the database: a directory (or any Django storage backend,
+# e.g. storages.backends.s3.S3Storage with its AWS_* settings) and/or a compliance webhook.
+AUDIT_CHECKPOINT_DIR = env_str("AUDIT_CHECKPOINT_DIR", str(VAR_DIR / "checkpoints"))
+AUDIT_CHECKPOINT_STORAGE = env_str("AUDIT_CHECKPOINT_STORAGE", "django.core.files.storage.FileSystemStorage")
+AUDIT_CHECKPOINT_STORAGE_ENABLED = bool(AUDIT_CHECKPOINT_DIR) or not AUDIT_CHECKPOINT_STORAGE.endswith(
+    "FileSystemStorage"
+)
+_CHECKPOINT_STORAGE_OPTIONS = (
+    {"location": AUDIT_CHECKPOINT_DIR} if AUDIT_CHECKPOINT_STORAGE.endswith("FileSystemStorage") else {}
+)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "audit_checkpoints": {
+        "BACKEND": AUDIT_CHECKPOINT_STORAGE,
+        "OPTIONS": _CHECKPOINT_STORAGE_OPTIONS,
+    },
+}
+AUDIT_CHECKPOINT_WEBHOOK_URL = env_str("AUDIT_CHECKPOINT_WEBHOOK_URL")
+AUDIT_CHECKPOINT_WEBHOOK_SECRET = env_str("AUDIT_CHECKPOINT_WEBHOOK_SECRET")
+if AUDIT_CHECKPOINT_WEBHOOK_URL and not AUDIT_CHECKPOINT_WEBHOOK_SECRET.startswith("whsec_"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("AUDIT_CHECKPOINT_WEBHOOK_URL needs AUDIT_CHECKPOINT_WEBHOOK_SECRET=whsec_…")
+
 CELERY_BEAT_SCHEDULE = {
     "outbox-sweep": {"task": "notifications.sweep_outbox", "schedule": OUTBOX_SWEEP_SECONDS},
     # Reminders, escalations and deadlines. A tick still queued when the next is due is
@@ -256,6 +306,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": CLOCK_TICK_SECONDS,
         "options": {"expires": max(CLOCK_TICK_SECONDS * 5, 5)},
     },
+    "audit-seal": {
+        "task": "audit.seal",
+        "schedule": AUDIT_SEAL_SECONDS,
+        "options": {"expires": max(AUDIT_SEAL_SECONDS * 5, 5)},
+    },
+    # Sinks that were down catch up (each seal also publishes right after it commits).
+    "audit-publish-checkpoints": {"task": "audit.publish_checkpoints", "schedule": 30.0},
 }
 
 LOGGING = {

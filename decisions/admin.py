@@ -72,7 +72,14 @@ class AuditEventInline(ReadOnlyInline):
     verbose_name_plural = "audit trail"
     fields = ["seq", "created_at", "event", "actor", "channel", "payload"]
     readonly_fields = fields
-    ordering = ["seq"]
+    ordering = ["pk"]  # the order they were written in; the sealer keeps it
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("link")
+
+    @admin.display(description="seq")
+    def seq(self, event: AuditEvent):
+        return event.link.seq if hasattr(event, "link") else "unsealed"
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False

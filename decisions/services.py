@@ -499,18 +499,20 @@ def _transition(decision: Decision, *, status: str, outcome: dict, at: datetime,
 def _announce(decision: Decision, *, also: list[AuditEntry] = ()) -> None:
     """After a transition: the audit records (`also`, then decision.resolved), then what goes
     out — callback, Slack message updates, the long-poll wake-up — all through the outbox or
-    on commit (inserts after the audit lock are safe, see audit_record_many)."""
+    on commit."""
     outcome = decision.outcome
     resolved = AuditEntry(
         event="decision.resolved",
         actor=outcome["by"],
         decision_id=decision.id,
         channel=outcome["via"],
+        # The whole outcome: verify_audit holds the decisions table to what was sealed here.
         payload={
             "status": decision.status,
             "choice": outcome["choice"],
             "note": outcome["note"],
             "action_hash": outcome["action_hash"],
+            "outcome": outcome,
         },
     )
     audit_record_many(organization_id=decision.organization_id, entries=[*also, resolved])

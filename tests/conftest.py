@@ -73,6 +73,20 @@ def _required_services(request):
 
 
 @pytest.fixture(autouse=True)
+def _checkpoints_in_tmp(_fresh_cache, settings, tmp_path):
+    # The storage sink writes each test's audit checkpoints to its own directory, not var/.
+    # (After _fresh_cache: `settings` is then restored before that clears the cache, so a
+    # test that points CACHES at a dead server gets the real one back first.)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "audit_checkpoints": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "checkpoints")},
+        },
+    }
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     # The rate limiter counts in the cache; each test starts from zero.
     cache.clear()

@@ -15,13 +15,18 @@ from django.urls import reverse
 
 from audit.export import BOM
 from audit.guard import guard_lifted
-from audit.models import AuditEvent, ChainHead
+from audit.models import AuditCheckpoint, AuditEvent
+from audit.selectors import sealed_events
 from decisions.models import ApprovalRequest, ApproverGroup, Policy, Status
 from decisions.services import decision_answer, decision_create
 from notifications.models import Delivery
 from organizations.models import ApiKey, WebhookSecret
 from organizations.services import webhook_secret_current
 from tests.conftest import ALICE, BOB, client_for
+from tests.helpers import seal
+
+# The audit pages export and verify the sealed trail, and sealing links only committed events.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 CALLBACK_URL = "https://agent.example.com/hooks/countersign"
 
@@ -68,6 +73,7 @@ def world(acme_key):
     )
     approved = approve(ask(acme_key[0], "Refund order #1042", callback_url=CALLBACK_URL))
     pending = ask(acme_key[0], "Deploy release 4.2")
+    seal()
     return SimpleNamespace(
         acme=acme,
         key=acme_key[0],
@@ -76,7 +82,7 @@ def world(acme_key):
         approved=approved,
         pending=pending,
         secret=webhook_secret_current(organization=acme),
-        event=AuditEvent.objects.filter(decision=approved).order_by("seq").first(),
+        event=sealed_events().filter(decision=approved).order_by("seq").first(),
     )
 
 
@@ -113,8 +119,8 @@ PAGES = [
     ("audit_auditevent_changelist", None, "decision.created"),
     ("audit_auditevent_change", "event", "decision.created"),
     ("audit_auditevent_verify", None, "Intact"),
-    ("audit_chainhead_changelist", None, "acme"),
-    ("audit_chainhead_change", "head", "acme"),
+    ("audit_auditcheckpoint_changelist", None, "acme"),
+    ("audit_auditcheckpoint_change", "checkpoint", "countersign/audit/v1"),
     ("auth_group_changelist", None, "Compliance"),
 ]
 
@@ -131,7 +137,9 @@ def page_object(world, name: str | None):
         "request": lambda: ApprovalRequest.objects.get(decision=world.approved, address=ALICE),
         "delivery": lambda: Delivery.objects.get(decision=world.approved, kind=Delivery.Kind.CALLBACK),
         "event": world.event,
-        "head": lambda: ChainHead.objects.get(organization=world.acme),
+        "checkpoint": lambda: (
+            AuditCheckpoint.objects.filter(organization=world.acme).order_by("-size").first()
+        ),
     }[name]
 
 
@@ -155,7 +163,7 @@ def test_admin_page_renders(admin_client, world, url_name, obj, shows):
         "decisions_decision_add",
         "decisions_approvalrequest_add",
         "audit_auditevent_add",
-        "audit_chainhead_add",
+        "audit_auditcheckpoint_add",
     ],
 )
 def test_records_made_by_the_service_cannot_be_added_by_hand(admin_client, world, url_name):
@@ -408,6 +416,7 @@ def test_export_csv_exports_the_filtered_selection(admin_client, world, globex_k
         api_key=globex_key[0], action="Globex payroll", stages=[{"approvers": [ALICE], "quorum": "any"}]
     )
     url = reverse("admin:audit_auditevent_export")
+    seal()
 
     everything = admin_rows(admin_client.get(url))
     created = admin_rows(admin_client.get(url, {"event__exact": "decision.created"}))
@@ -424,7 +433,7 @@ def test_export_csv_exports_the_filtered_selection(admin_client, world, globex_k
 
 
 def test_export_action_exports_the_selected_events(admin_client, world):
-    chosen = list(AuditEvent.objects.filter(decision=world.pending).order_by("seq")[:2])
+    chosen = list(sealed_events().filter(decision=world.pending).order_by("seq")[:2])
 
     response = changelist_action(admin_client, "audit_auditevent", "export_selected", chosen)
 
@@ -454,7 +463,7 @@ def test_export_needs_the_export_permission(client, world):
 def test_verify_chain_says_intact_then_names_the_tampered_event(admin_client, world):
     url = reverse("admin:audit_auditevent_verify")
     intact = admin_client.get(url).content.decode()
-    head = ChainHead.objects.get(organization=world.acme)
+    head = AuditCheckpoint.objects.filter(organization=world.acme).order_by("-size").first()
 
     # a database owner edits a note behind the application's back
     with guard_lifted(connection), connection.cursor() as cursor:
@@ -463,9 +472,12 @@ def test_verify_chain_says_intact_then_names_the_tampered_event(admin_client, wo
     only_acme = admin_client.get(url, {"organization": world.acme.pk}).content.decode()
 
     assert f"Intact: {AuditEvent.objects.count()} events" in intact
-    assert head.hash in intact
+    assert head.head_hash in intact
     assert "NOT intact: 1 problem found" in tampered
-    assert f"event #{world.event.seq}: content does not match its hash" in tampered
+    assert (
+        f"organization {world.acme.pk}, event #{world.event.seq}: content does not match its content hash"
+        in tampered
+    )
     assert "NOT intact" in only_acme
 
 

@@ -106,7 +106,7 @@ def claim_of(url: str):
 
 
 def events(decision: Decision, event: str) -> list[AuditEvent]:
-    return list(AuditEvent.objects.filter(decision=decision, event=event).order_by("seq"))
+    return list(AuditEvent.objects.filter(decision=decision, event=event).order_by("pk"))
 
 
 def payload(event: AuditEvent) -> dict:

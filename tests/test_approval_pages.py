@@ -111,7 +111,7 @@ def snapshot(decision: Decision) -> tuple:
 
 
 def events(decision: Decision, event: str) -> list[AuditEvent]:
-    return list(AuditEvent.objects.filter(decision=decision, event=event).order_by("seq"))
+    return list(AuditEvent.objects.filter(decision=decision, event=event).order_by("pk"))
 
 
 def payload(event: AuditEvent) -> dict:

@@ -5,6 +5,7 @@ as a formula, and enough in each row for `verify_audit --archive` to prove the f
 
 import csv
 import io
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,12 +19,16 @@ from django.db import transaction
 from django.test import AsyncClient
 
 from audit.export import BOM, EXPORT_COLUMNS, encode_rows, neutralise_cell, restore_cell
-from audit.models import AuditEvent, ChainHead
-from audit.selectors import audit_event_batches
+from audit.models import AuditCheckpoint, AuditEvent
+from audit.selectors import audit_event_batches, sealed_events
 from audit.services import audit_record
 from decisions.services import decision_answer, decision_create
 from organizations.services import api_key_create
 from tests.conftest import ALICE, BOB, client_for
+from tests.helpers import seal
+
+# The export holds sealed events (audit/sealing.py), and sealing links only committed ones.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 COLUMNS = [
@@ -43,6 +48,7 @@ COLUMNS = [
     "seq",
     "organization_id",
     "payload",
+    "content_hash",
 ]
 
 
@@ -75,6 +81,7 @@ def parse(body: str) -> list[dict]:
 
 
 def export(client, **params) -> list[dict]:
+    seal()
     return parse(body_of(client.get("/audit/export.csv", params)))
 
 
@@ -111,11 +118,12 @@ def test_one_row_per_event_in_chain_order(acme_key, auditor):
 
     rows = export(auditor)
 
-    stored = list(AuditEvent.objects.filter(organization=acme_key[0].organization).order_by("seq"))
+    stored = list(sealed_events().filter(organization=acme_key[0].organization).order_by("seq"))
     assert len(rows) == len(stored)
     assert [int(r["seq"]) for r in rows] == [e.seq for e in stored]
     assert [r["hash"] for r in rows] == [e.hash for e in stored]
     assert [r["prev_hash"] for r in rows] == [e.prev_hash for e in stored]
+    assert [r["content_hash"] for r in rows] == [e.content_hash for e in stored]
 
 
 def test_the_columns_of_an_answer(acme_key, auditor):
@@ -126,7 +134,7 @@ def test_the_columns_of_an_answer(acme_key, auditor):
     rows = export(auditor)
 
     row = next(r for r in rows if r["event"] == "decision.answered")
-    stored = AuditEvent.objects.get(organization=acme_key[0].organization, event="decision.answered")
+    stored = sealed_events().get(organization=acme_key[0].organization, event="decision.answered")
     assert row["time"] == stored.created_at.astimezone(UTC).isoformat(timespec="microseconds").replace(
         "+00:00", "Z"
     )
@@ -338,6 +346,7 @@ def test_batches_cover_every_event_once_organization_by_organization(acme, globe
     for n in range(5):
         record(acme, at=T0, payload={"n": n})
         record(globex, at=T0, payload={"n": n})
+    seal()
 
     batches = list(
         audit_event_batches(
@@ -360,6 +369,7 @@ def test_under_asgi_the_file_is_streamed_by_an_async_iterator_with_the_same_cont
     decision = ask(acme_key[0])
     answer(decision, ALICE, note="ok")
     raw_key = api_key_create(organization=acme_key[0].organization, scopes=["audit"])[1]
+    seal()
 
     async def download() -> tuple[bool, str]:
         response = await AsyncClient().get(
@@ -383,6 +393,7 @@ def archive(acme_key, auditor, tmp_path) -> Path:
     """Acme's whole trail as a file, with an answer whose cells a spreadsheet would escape."""
     decision = ask(acme_key[0], "=Refund order #1042")
     answer(decision, ALICE, note="-ok-", answered_by="@alice")
+    seal()
     path = tmp_path / "acme-audit.csv"
     path.write_bytes(b"".join(auditor.get("/audit/export.csv").streaming_content))
     return path
@@ -404,13 +415,76 @@ def edit(path: Path, change) -> None:
     path.write_text(BOM + out.getvalue(), encoding="utf-8")
 
 
+def newest_checkpoint(organization) -> AuditCheckpoint:
+    return AuditCheckpoint.objects.filter(organization=organization).order_by("-size").first()
+
+
 def test_an_untouched_archive_verifies_against_the_recorded_chain_head(archive, acme):
-    head = ChainHead.objects.get(organization=acme)
+    head = newest_checkpoint(acme)
 
-    output = verify_archive(archive, "--org", str(acme.pk), "--head-hash", head.hash, "--against-database")
+    output = verify_archive(
+        archive, "--org", str(acme.pk), "--head-hash", head.head_hash, "--against-database"
+    )
 
-    assert f"archive intact: organization {acme.pk} (acme) events #1..#{head.seq}" in output
-    assert head.hash in output
+    assert f"archive intact: organization {acme.pk} (acme) events #1..#{head.size}" in output
+    assert head.head_hash in output
+
+
+def test_an_archive_checks_offline_against_signed_checkpoints(archive, acme, tmp_path):
+    # given the checkpoints as an auditor keeps them (the storage sink's files) and the key
+    from audit import signing
+    from audit.checkpoints import checkpoint_document
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for checkpoint in AuditCheckpoint.objects.filter(organization=acme):
+        (folder / f"{checkpoint.size}.json").write_text(json.dumps(checkpoint_document(checkpoint)))
+    key = signing.public_key_text()
+
+    # then the untouched file matches every checkpoint it reaches ...
+    output = verify_archive(archive, "--checkpoints", str(folder), "--public-key", key)
+    assert (
+        f"{AuditCheckpoint.objects.filter(organization=acme).count()} signed checkpoint(s) matched" in output
+    )
+
+    # ... and a file whose chain was recomputed after an edit does not
+    def recompute(rows):
+        from audit.chain import GENESIS_HASH, content_hash, link_hash
+
+        header, prev = rows[0], GENESIS_HASH
+        rows[2][header.index("actor")] = "mallory@example.com"
+        for row in rows[1:]:
+            cells = dict(zip(header, row, strict=True))
+            digest = content_hash(
+                organization_id=int(cells["organization_id"]),
+                created_at=datetime.fromisoformat(cells["time"]),
+                decision_id=cells["decision_id"] or None,
+                event=cells["event"],
+                actor=cells["actor"],
+                channel=cells["channel"],
+                payload=cells["payload"],
+            )
+            row[header.index("prev_hash")] = prev
+            row[header.index("content_hash")] = digest
+            row[header.index("hash")] = prev = link_hash(
+                prev_hash=prev, seq=int(cells["seq"]), content_hash=digest
+            )
+
+    edit(archive, recompute)
+    errors = io.StringIO()
+    with pytest.raises(CommandError, match="NOT intact"):
+        call_command(
+            "verify_audit",
+            "--archive",
+            str(archive),
+            "--checkpoints",
+            str(folder),
+            "--public-key",
+            key,
+            stdout=io.StringIO(),
+            stderr=errors,
+        )
+    assert "disagrees with the checkpoint" in errors.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -448,11 +522,11 @@ def test_a_tampered_archive_fails(archive, change, problem):
 
 
 def test_an_archive_cut_short_fails_against_the_recorded_head(archive, acme):
-    head = ChainHead.objects.get(organization=acme)
+    head = newest_checkpoint(acme)
     edit(archive, lambda rows: rows.pop())
 
     with pytest.raises(CommandError, match="NOT intact"):
-        verify_archive(archive, "--org", str(acme.pk), "--head-hash", head.hash)
+        verify_archive(archive, "--org", str(acme.pk), "--head-hash", head.head_hash)
 
 
 def test_a_file_that_is_not_an_export_is_refused(tmp_path, db):

@@ -109,7 +109,7 @@ def verify(request: Received, secret: str) -> dict:
 
 
 def audit_events(decision_id: str, event: str) -> list[dict]:
-    rows = AuditEvent.objects.filter(decision_id=decision_id, event=event).order_by("seq")
+    rows = AuditEvent.objects.filter(decision_id=decision_id, event=event).order_by("pk")
     return [json.loads(row.payload) for row in rows]
 
 

@@ -97,7 +97,7 @@ def asked(decision: Decision) -> list[tuple[str, int]]:
 
 
 def events(decision: Decision, name: str):
-    return AuditEvent.objects.filter(decision_id=decision.pk, event=name).order_by("seq")
+    return AuditEvent.objects.filter(decision_id=decision.pk, event=name).order_by("pk")
 
 
 # --- deadlines ----------------------------------------------------------------------------

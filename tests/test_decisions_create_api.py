@@ -336,7 +336,7 @@ def test_created_decision_is_audited(api, acme_key):
         "/decisions", {"action": "Refund order #1042", "approvers": [ALICE, "slack:U123ABC"]}, format="json"
     ).json()
 
-    events = list(AuditEvent.objects.filter(decision_id=body["id"]).order_by("seq"))
+    events = list(AuditEvent.objects.filter(decision_id=body["id"]).order_by("pk"))
     assert [e.event for e in events] == ["decision.created", "approver.asked", "approver.asked"]
     created = events[0]
     assert created.actor == f"api_key:{acme_key[0].prefix}"

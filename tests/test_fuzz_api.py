@@ -42,6 +42,7 @@ from decisions.services import decision_answer, decision_cancel, decision_create
 from notifications import tasks
 from organizations.services import api_key_create, organization_get_or_create
 from tests.conftest import ALICE, BOB, CAROL
+from tests.helpers import seal
 from tests.smtp_sink import free_port
 
 MAX_EXAMPLES = 30
@@ -163,6 +164,7 @@ def acme_decisions(acme_agent) -> dict[str, str]:
     overdue = _ask(key, action="Restart prod", timeout_minutes=5, on_timeout="deny")
     Decision.objects.filter(pk=overdue.pk).update(expires_at=F("expires_at") - timedelta(minutes=10))
     made["expired"] = decision_expire(decision_id=overdue.pk)
+    seal()  # the audit pages and export show the sealed trail
     return {name: decision.pk for name, decision in made.items()}
 
 

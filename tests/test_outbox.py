@@ -73,7 +73,7 @@ def age_enqueue(delivery: Delivery) -> None:
 
 
 def audit_events(decision: Decision, event: str) -> list[dict]:
-    rows = AuditEvent.objects.filter(decision=decision, event=event).order_by("seq")
+    rows = AuditEvent.objects.filter(decision=decision, event=event).order_by("pk")
     return [json.loads(row.payload) for row in rows]
 
 

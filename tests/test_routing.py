@@ -68,7 +68,7 @@ def states(decision: Decision) -> dict[str, str]:
 
 def event_names(decision_id: str) -> list[str]:
     return list(
-        AuditEvent.objects.filter(decision_id=decision_id).order_by("seq").values_list("event", flat=True)
+        AuditEvent.objects.filter(decision_id=decision_id).order_by("pk").values_list("event", flat=True)
     )
 
 

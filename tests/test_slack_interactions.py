@@ -105,7 +105,7 @@ def reload(decision: Decision) -> Decision:
 
 
 def answered_events(decision: Decision) -> list[AuditEvent]:
-    return list(AuditEvent.objects.filter(decision=decision, event="decision.answered").order_by("seq"))
+    return list(AuditEvent.objects.filter(decision=decision, event="decision.answered").order_by("pk"))
 
 
 def snapshot(decision: Decision) -> tuple:

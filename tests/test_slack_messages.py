@@ -95,7 +95,7 @@ def texts_of(call) -> str:
 
 
 def audit_payloads(decision: Decision, event: str) -> list[dict]:
-    rows = AuditEvent.objects.filter(decision=decision, event=event).order_by("seq")
+    rows = AuditEvent.objects.filter(decision=decision, event=event).order_by("pk")
     return [json.loads(row.payload) for row in rows]
 
 

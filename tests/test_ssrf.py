@@ -94,7 +94,7 @@ def assert_refused(response) -> str:
 
 
 def audit_events(decision_id: str, event: str) -> list[dict]:
-    rows = AuditEvent.objects.filter(decision_id=decision_id, event=event).order_by("seq")
+    rows = AuditEvent.objects.filter(decision_id=decision_id, event=event).order_by("pk")
     return [json.loads(row.payload) for row in rows]
 
 

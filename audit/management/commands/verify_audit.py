@@ -1,26 +1,48 @@
+import os
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from audit import signing
 from audit.archive import check_archive
-from audit.models import AuditEvent, ChainHead
-from audit.selectors import audit_chain_problems
+from audit.checkpoints import load_checkpoint_documents, verified_checkpoint
+from audit.selectors import checkpoints_for, sealed_events
+from audit.verification import audit_problems
+from organizations.models import Organization
 
 
 class Command(BaseCommand):
     help = (
-        "Check the audit trail's hash chains; exit non-zero if any row was altered, inserted or "
-        "removed. With --archive, check an exported CSV file instead (no database needed)."
+        "Check the audit trail: every organization's hash chain, against the signed checkpoints in "
+        "the database and those kept outside it (--checkpoints), and the decisions table against "
+        "the sealed outcomes. Exit non-zero on any problem. With --archive, check an exported CSV "
+        "file instead (no database needed)."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--org", type=int, default=None, help="only this organization id")
+        parser.add_argument(
+            "--checkpoints",
+            action="append",
+            default=[],
+            metavar="DIR_OR_URL",
+            help="checkpoints kept outside the database: a directory of .json files (the storage sink, "
+            "a bucket synced down) or a URL (GET /audit/checkpoints; the API key from "
+            "COUNTERSIGN_API_KEY). May be given several times.",
+        )
+        parser.add_argument(
+            "--public-key",
+            action="append",
+            default=[],
+            help="the Ed25519 public key (base64url) checkpoints must be signed with; default: the "
+            "service's own. An auditor passes the copy they kept.",
+        )
         parser.add_argument("--archive", type=Path, default=None, help="an audit CSV export to check")
         parser.add_argument(
             "--head-hash",
             default=None,
-            help="with --archive: the chain head hash recorded when the file was made; the file's "
-            "last event must have it",
+            help="with --archive: a head hash recorded when the file was made; the file's last event "
+            "must have it",
         )
         parser.add_argument(
             "--against-database",
@@ -28,27 +50,59 @@ class Command(BaseCommand):
             help="with --archive: also require each chain in the file to match the database's",
         )
 
-    def handle(self, *args, org: int | None, archive: Path | None, head_hash, against_database, **options):
+    def handle(self, *args, org, checkpoints, public_key, archive, head_hash, against_database, **options):
+        keys = public_key or [signing.public_key_text()]
+        external = []
+        for source in checkpoints:
+            try:
+                external += load_checkpoint_documents(
+                    source, api_key=os.environ.get("COUNTERSIGN_API_KEY", "")
+                )
+            except (OSError, ValueError) as exc:
+                raise CommandError(f"checkpoints {source}: {exc}") from None
         if archive is not None:
-            self._check_archive(archive, org=org, head_hash=head_hash, against_database=against_database)
+            self._check_archive(
+                archive,
+                org=org,
+                head_hash=head_hash,
+                against_database=against_database,
+                external=external,
+                keys=keys,
+            )
             return
         problems = 0
-        for problem in audit_chain_problems(organization_id=org):
+        for problem in audit_problems(organization_id=org, external=external, public_keys=keys):
             problems += 1
             self.stderr.write(str(problem))
         if problems:
             raise CommandError(f"audit trail is NOT intact: {problems} problem(s) found")
-        count = AuditEvent.objects.filter(**({"organization_id": org} if org else {})).count()
-        self.stdout.write(f"audit trail intact: {count} events verified")
-        for head in ChainHead.objects.filter(**({"organization_id": org} if org else {})).order_by("pk"):
-            self.stdout.write(f"chain head: organization {head.organization_id} at #{head.seq} {head.hash}")
+        events = sealed_events().filter(**({"organization_id": org} if org else {})).count()
+        self.stdout.write(
+            f"audit trail intact: {events} sealed events verified"
+            + (f", against {len(external)} checkpoint(s) from outside the database" if external else "")
+        )
+        organizations = Organization.objects.filter(**({"pk": org} if org else {})).order_by("pk")
+        for organization_id in organizations.values_list("pk", flat=True):
+            checkpoint = checkpoints_for(organization_id=organization_id).first()
+            if checkpoint is None:
+                continue
+            self.stdout.write(
+                f"checkpoint: organization {checkpoint.organization_id} at #{checkpoint.size} "
+                f"{checkpoint.head_hash} ({checkpoint.sealed_at:%Y-%m-%d %H:%M:%S} UTC)"
+            )
 
-    def _check_archive(self, path: Path, *, org, head_hash, against_database) -> None:
+    def _check_archive(self, path: Path, *, org, head_hash, against_database, external, keys) -> None:
+        verified, problems = [], []
+        for source, document in external:
+            try:
+                verified.append(verified_checkpoint(document, public_keys=keys, source=source))
+            except (ValueError, KeyError, TypeError) as exc:
+                problems.append(f"checkpoint {source} is not usable: {exc}")
         try:
-            report = check_archive(path)
+            report = check_archive(path, checkpoints=verified)
         except (OSError, ValueError) as exc:
             raise CommandError(f"{path}: {exc}") from None
-        problems = list(report.problems)
+        problems += report.problems
         unlisted = report.problem_count - len(report.problems)
         spans = {k: v for k, v in report.spans.items() if org is None or k == org}
         if not spans:
@@ -61,7 +115,7 @@ class Command(BaseCommand):
             problems.append(f"the file does not end at the recorded chain head {head_hash}")
         if against_database:
             for organization_id, span in spans.items():
-                stored = AuditEvent.objects.filter(organization_id=organization_id, seq=span.last_seq)
+                stored = sealed_events().filter(organization_id=organization_id, seq=span.last_seq)
                 if not stored.filter(hash=span.last_hash).exists():
                     problems.append(
                         f"organization {organization_id}: event #{span.last_seq} in the database does not "
@@ -78,3 +132,5 @@ class Command(BaseCommand):
                 f"archive intact: organization {organization_id} ({span.organization}) events "
                 f"#{span.first_seq}..#{span.last_seq} ({span.events}), last hash {span.last_hash}"
             )
+        if verified:
+            self.stdout.write(f"{report.checkpoints_checked} signed checkpoint(s) matched the file")

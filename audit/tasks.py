@@ -1,0 +1,16 @@
+"""Thin tasks: the sealer and the checkpoint sinks."""
+
+from celery import shared_task
+
+from audit.checkpoints import checkpoints_publish
+from audit.sealing import audit_seal
+
+
+@shared_task(name="audit.seal")
+def seal() -> int:
+    return audit_seal().events
+
+
+@shared_task(name="audit.publish_checkpoints")
+def publish_checkpoints() -> None:
+    checkpoints_publish()
