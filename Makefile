@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install dev test lint format bench bench-callbacks bench-clock bench-export bench-api
+.PHONY: install dev test lint format bench bench-callbacks bench-clock bench-export bench-api bench-audit
 
 $(INSTALLED): pyproject.toml sdk/python/pyproject.toml
 	python3 -m venv $(VENV)
@@ -40,6 +40,8 @@ bench: install
 	$(PY) bench/clock.py
 	$(PY) bench/audit_export.py
 	$(PY) bench/api_throughput.py
+	$(PY) bench/audit_contention.py
+	$(PY) bench/audit_sealing.py
 
 bench-callbacks: install
 	$(PY) bench/callbacks_longpoll.py
@@ -54,3 +56,9 @@ bench-clock: install
 # Export of 1 000 000 audit rows: rows/s and peak web RSS (issue 7). PostgreSQL and Redis, as bench.
 bench-export: install
 	$(PY) bench/audit_export.py
+
+# The audit trail without an organization lock (issue 13): one organization's creates vs eight
+# at the database level, and sealing lateness at 100 000 events a minute.
+bench-audit: install
+	$(PY) bench/audit_contention.py
+	$(PY) bench/audit_sealing.py
