@@ -9,6 +9,7 @@ fake Slack in tests).
 import os
 from dataclasses import dataclass
 from datetime import UTC
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from slack_sdk import WebClient
@@ -75,6 +76,30 @@ def client_for(organization_id: int) -> WebClient:
             ConnectionErrorRetryHandler(max_retry_count=1),
         ],
     )
+
+
+# Where Slack's response_urls point. An interaction's response_url is input like any other: only
+# Slack's own origins are fetched, this one and that of the Web API (SLACK_API_URL: a fake in tests).
+SLACK_HOOKS_ORIGIN = ("https", "hooks.slack.com", 443)
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    except ValueError:
+        return None
+    if port is None or not parts.hostname or parts.username is not None or parts.password is not None:
+        return None
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        return None
+    return parts.scheme, parts.hostname, port
+
+
+def is_slack_url(url: str) -> bool:
+    """Is this URL on Slack's own hosts (hooks.slack.com, or the configured Web API's)?"""
+    origin = _origin(url)
+    return origin is not None and origin in {SLACK_HOOKS_ORIGIN, _origin(settings.SLACK_API_URL)}
 
 
 def escape(text: str) -> str:

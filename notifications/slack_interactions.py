@@ -31,6 +31,7 @@ from notifications.slack import (
     client_for,
     credentials_for,
     escape,
+    is_slack_url,
 )
 
 logger = logging.getLogger(__name__)
@@ -70,11 +71,17 @@ def _obj(value) -> dict:
 
 def _tell(payload: dict, text: str) -> None:
     """An ephemeral reply to the clicker; best effort, the outcome does not depend on it."""
-    if url := payload.get("response_url"):
-        try:
-            WebhookClient(url, timeout=3).send(text=text, response_type="ephemeral", replace_original=False)
-        except (SlackClientError, OSError):
-            logger.warning("slack: ephemeral reply failed", exc_info=True)
+    url = payload.get("response_url")
+    if not url:
+        return
+    if not isinstance(url, str) or not is_slack_url(url):
+        # Signed or not, a URL from a payload must not make us fetch inside our own network.
+        logger.warning("slack: response_url not on Slack's hosts, not fetched: %r", str(url)[:200])
+        return
+    try:
+        WebhookClient(url, timeout=3).send(text=text, response_type="ephemeral", replace_original=False)
+    except (SlackClientError, OSError):
+        logger.warning("slack: ephemeral reply failed", exc_info=True)
 
 
 def _request_for(token: str, secret: str) -> ApprovalRequest | None:

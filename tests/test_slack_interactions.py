@@ -18,7 +18,7 @@ from decisions.models import ApprovalRequest, Decision, ResponseType, Status
 from decisions.services import decision_answer, decision_create
 from notifications.models import Delivery, SlackSettings
 from notifications.services import delivery_attempt
-from notifications.slack import CHOICE_ACTION_PREFIX, MODAL_CALLBACK, NOTE_ACTION
+from notifications.slack import CHOICE_ACTION_PREFIX, MODAL_CALLBACK, NOTE_ACTION, is_slack_url
 from tests.conftest import CAROL
 from tests.fake_slack import (  # noqa: F401
     INTERACTIONS_PATH,
@@ -28,6 +28,7 @@ from tests.fake_slack import (  # noqa: F401
     post_signed,
     slack_signature,
 )
+from tests.receiver import receiver_fixture  # noqa: F401
 
 ALICE_SLACK = "slack:U0ALICE"
 ALICE = {"id": "U0ALICE", "username": "alice"}
@@ -463,6 +464,57 @@ def test_mallory_cannot_answer_alices_dm_and_is_told_so_privately(fake_slack, al
     assert reply.text == "This request is for <@U0ALICE>: only they can answer it."
     assert reply.body["response_type"] == "ephemeral"
     assert reply.body["replace_original"] is False
+
+
+@pytest.mark.parametrize(
+    "response_url",
+    ["http://127.0.0.1:{port}/steal", "http://localhost:{port}/latest/meta-data"],
+    ids=["internal-address", "internal-name"],
+)
+def test_a_response_url_off_slacks_hosts_is_never_fetched(fake_slack, alice_asked, receiver, response_url):
+    # given: a validly signed click whose response_url points into our own network (the
+    # receiver stands in for an internal service)
+    payload = click(
+        fake_slack, alice_asked, APPROVE, MALLORY, response_url=response_url.format(port=receiver.port)
+    )
+    before = snapshot(alice_asked.decision)
+
+    # when: mallory is refused, which is normally told to the response_url
+    response = send(payload)
+
+    # then: Slack still gets its 200, and nothing was sent anywhere
+    assert response.status_code == 200
+    assert snapshot(alice_asked.decision) == before
+    assert receiver.requests == []
+    assert fake_slack.replies == []
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://hooks.slack.com/actions/T0/1/abc", True),
+        ("https://HOOKS.slack.com:443/actions/T0/1/abc", True),
+        ("http://hooks.slack.com/actions/T0/1/abc", False),
+        ("https://hooks.slack.com:8443/actions", False),
+        ("https://hooks.slack.com.evil.example/actions", False),
+        ("https://evil.example/?next=https://hooks.slack.com/", False),
+        ("https://user@hooks.slack.com/actions", False),
+        ("https://hooks.slack.com/actions\r\nX: 1", False),
+        ("https://hooks.slack.com:99999/", False),
+        ("ftp://hooks.slack.com/", False),
+        ("", False),
+    ],
+)
+def test_only_slacks_own_hosts_are_slack_urls(fake_slack, url, allowed):
+    assert is_slack_url(url) is allowed
+
+
+def test_the_configured_slack_api_origin_is_a_slack_url_and_nothing_else_on_that_host(fake_slack):
+    # SLACK_API_URL points at the fake Slack (127.0.0.1:<its port>): its response_urls are
+    # fetched, another port on the same host is not.
+    assert is_slack_url(fake_slack.response_url("U0ALICE"))
+    assert not is_slack_url(f"http://127.0.0.1:{fake_slack.port + 1}/actions/x")
+    assert not is_slack_url(f"http://localhost:{fake_slack.port}/actions/x")
 
 
 def test_a_click_after_carol_approved_by_email_is_told_who_decided(acme_key, fake_slack):
