@@ -139,14 +139,14 @@ def _answer(
     except (services.AlreadyResolved, services.AlreadyAnswered):
         return _closed_message(approval)
     except InvalidInput as exc:
-        return exc.message
+        return escape(exc.message)  # it may quote what was typed into the modal
     return None
 
 
 def _answer_modal(approval: ApprovalRequest) -> dict:
     decision = approval.decision
     blocks: list[dict] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{escape(decision.action)[:2900]}*"}}
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{escape(decision.action, 2900)}*"}}
     ]
     if decision.response_type == ResponseType.TEXT:
         blocks.append(
@@ -163,7 +163,10 @@ def _answer_modal(approval: ApprovalRequest) -> dict:
             }
         )
     else:
-        options = [{"text": {"type": "plain_text", "text": o[:75]}, "value": o} for o in decision.options]
+        # value goes back to us untouched on submit; only the label is shown, so only it is escaped
+        options = [
+            {"text": {"type": "plain_text", "text": escape(o, 75)}, "value": o} for o in decision.options
+        ]
         blocks.append(
             {
                 "type": "input",

@@ -589,6 +589,38 @@ def test_the_note_button_opens_the_answer_modal(fake_slack, alice_asked):
     assert reload(alice_asked.decision).status == Status.PENDING
 
 
+def test_the_answer_modal_shows_the_agents_markup_as_typed_and_keeps_option_values(acme_key, fake_slack):
+    # given: an agent's action and option that would be a channel ping and a disguised link
+    option = "<!here> <https://evil.example|ok>"
+    decision = ask(
+        acme_key, ALICE_SLACK, action="<!channel> <https://evil.example|Approve>", options=[option]
+    )
+    request = posted(decision, ALICE_SLACK)
+
+    # when: alice presses "Answer with a note…" (a real, signed request)
+    assert send(click(fake_slack, request, NOTE_ACTION, ALICE)).status_code == 200
+
+    # then: shown escaped; the option's value (what comes back on submit) is left as it was
+    (opened,) = fake_slack.calls_to("views.open")
+    blocks = opened.args["view"]["blocks"]
+    assert blocks[0]["text"]["text"] == "*&lt;!channel&gt; &lt;https://evil.example|Approve&gt;*"
+    (choice,) = [block for block in blocks if block.get("block_id") == "cs_choice"]
+    assert choice["element"]["options"] == [
+        {
+            "text": {"type": "plain_text", "text": "&lt;!here&gt; &lt;https://evil.example|ok&gt;"},
+            "value": option,
+        }
+    ]
+
+
+def test_a_modal_answer_the_services_refuse_is_shown_escaped(fake_slack, alice_asked):
+    # The refusal quotes what was chosen, which the submitter controls.
+    response = send(submission(alice_asked, ALICE, choice="<!channel>"))
+
+    assert response.status_code == 200
+    assert response.json()["errors"]["cs_note"] == "'&lt;!channel&gt;' is not one of the options."
+
+
 def test_when_slack_will_not_open_the_modal_the_clicker_is_told(fake_slack, alice_asked):
     # given: Slack refuses (trigger ids live three seconds)
     fake_slack.fail("views.open", "expired_trigger_id")
