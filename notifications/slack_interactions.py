@@ -7,7 +7,6 @@ met with time to spare; updating the message happens afterwards, through the out
 Whatever cannot be done is said back privately to the person who clicked (an ephemeral reply).
 """
 
-import json
 import logging
 import os
 from urllib.parse import parse_qs
@@ -20,6 +19,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
 from broker.errors import InvalidInput, error_response
+from broker.http import UntrustedJSONError, parse_untrusted_json
 from decisions import services
 from decisions.links import BadLink, read_request_token, request_token
 from decisions.models import ApprovalRequest, ResponseType, Via
@@ -271,9 +271,15 @@ def slack_interactions(request: HttpRequest) -> HttpResponse:
     if secret is None:
         return error_response(401, "invalid_signature", "The Slack signature is missing, wrong or too old.")
     try:
-        payload = json.loads(parse_qs(request.body.decode("utf-8"), strict_parsing=True)["payload"][0])
+        form = parse_qs(request.body.decode("utf-8"), strict_parsing=True)["payload"][0]
     except (KeyError, IndexError, ValueError, UnicodeDecodeError):
         return error_response(400, "bad_payload", "Expected a form field 'payload' holding JSON.")
+    try:
+        # Signed by Slack, but parsed like any JSON from outside: 5 000 levels of nesting, a NUL
+        # or a lone surrogate is a 400 here as in the API, not a 500 further in.
+        payload = parse_untrusted_json(form)
+    except UntrustedJSONError as exc:
+        return error_response(400, "bad_payload", f"The payload is not JSON we accept. {exc}"[:300])
     if not isinstance(payload, dict):
         return error_response(400, "bad_payload", "The payload is not a JSON object.")
     if payload.get("type") == "block_actions":

@@ -8,6 +8,7 @@ answers for the team; mallory (U0MALLORY) clicks what is not hers; carol answers
 
 import json
 import time
+from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
@@ -310,6 +311,16 @@ def test_a_body_that_is_not_utf8_is_refused_as_unsigned(fake_slack, alice_asked)
         pytest.param("payload=%7Bnot+json", id="payload-not-json"),
         pytest.param(form_body([{"type": "block_actions"}]), id="payload-a-json-list"),
         pytest.param("not a form at all", id="not-a-form"),
+        # 5 000 levels: json.loads itself gives up with a RecursionError
+        pytest.param(
+            urlencode({"payload": '{"type": "block_actions", "actions": ' + "[" * 5000 + "]" * 5000 + "}"}),
+            id="nested-5000-deep",
+        ),
+        # parses, but deeper than any JSON we accept anywhere (broker.http.MAX_JSON_DEPTH)
+        pytest.param(
+            urlencode({"payload": '{"type": "block_actions", "actions": ' + "[" * 40 + "]" * 40 + "}"}),
+            id="nested-40-deep",
+        ),
     ],
 )
 def test_a_signed_but_malformed_payload_is_a_400_and_changes_nothing(fake_slack, alice_asked, body):
@@ -317,6 +328,33 @@ def test_a_signed_but_malformed_payload_is_a_400_and_changes_nothing(fake_slack,
 
     response = post_signed(Client(raise_request_exception=False), body)
 
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_payload"
+    assert snapshot(alice_asked.decision) == before
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(
+            lambda fs, r: click(fs, r, APPROVE, {"id": "U0ALICE", "username": "ali\x00ce"}), id="nul"
+        ),
+        pytest.param(
+            lambda fs, r: submission(r, ALICE, choice="approve", note="\ud800"), id="lone-surrogate"
+        ),
+    ],
+)
+def test_a_signed_payload_postgresql_could_not_store_is_a_400_and_changes_nothing(
+    fake_slack, alice_asked, build
+):
+    # given: JSON that parses, holding a NUL or a lone surrogate (\ud800): PostgreSQL refuses both
+    before = snapshot(alice_asked.decision)
+    body = urlencode({"payload": json.dumps(build(fake_slack, alice_asked))})
+
+    # when
+    response = post_signed(Client(raise_request_exception=False), body)
+
+    # then: refused as the API refuses such JSON, before anything is answered
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bad_payload"
     assert snapshot(alice_asked.decision) == before
