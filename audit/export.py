@@ -74,9 +74,10 @@ _FIELDS = (
     "seq",
     "content_hash",
 )
-# Spreadsheets evaluate cells starting with = + - @ (and, after a tab or CR, whatever
-# follows); ' is escaped too so that the escape can always be undone.
-_ESCAPED_STARTS = frozenset("=+-@\t\r'")
+# Spreadsheets evaluate cells starting with = + - @ or their fullwidth forms (U+FF1D, U+FF0B,
+# U+FF0D, U+FF20, read as ASCII by some), and whatever follows leading whitespace or a NUL
+# (OWASP CSV Injection, ASVS 5.0 1.2.10); ' is escaped too so that the escape can always be undone.
+_ESCAPED_STARTS = frozenset("=+-@\t\r\n \x00\uff1d\uff0b\uff0d\uff20'")
 
 
 def neutralise_cell(value: str) -> str:

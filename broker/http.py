@@ -57,6 +57,10 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
+class UntrustedJSONError(ValueError):
+    """The text is not JSON we accept; the message says why, for the client."""
+
+
 def _check_storable(data) -> None:
     """Refuse what PostgreSQL cannot store or what nobody should send: NUL characters, lone
     surrogates, and nesting deeper than MAX_JSON_DEPTH. Iterative, so depth cannot crash it."""
@@ -64,7 +68,7 @@ def _check_storable(data) -> None:
     while stack:
         value, depth = stack.pop()
         if depth > MAX_JSON_DEPTH:
-            raise ParseError(f"JSON is nested more than {MAX_JSON_DEPTH} levels deep.")
+            raise UntrustedJSONError(f"JSON is nested more than {MAX_JSON_DEPTH} levels deep.")
         if isinstance(value, dict):
             stack.extend((key, depth) for key in value)
             stack.extend((item, depth + 1) for item in value.values())
@@ -72,11 +76,23 @@ def _check_storable(data) -> None:
             stack.extend((item, depth + 1) for item in value)
         elif isinstance(value, str):
             if "\x00" in value:
-                raise ParseError("JSON strings must not contain NUL characters.")
+                raise UntrustedJSONError("JSON strings must not contain NUL characters.")
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
-                raise ParseError("JSON strings must be valid Unicode.") from None
+                raise UntrustedJSONError("JSON strings must be valid Unicode.") from None
+
+
+def parse_untrusted_json(text: str):
+    """json.loads for anything that arrives from outside (an API body, a Slack payload): finite
+    numbers only, no NaN/Infinity, and nothing _check_storable refuses. Raises UntrustedJSONError,
+    never RecursionError, however deep the nesting."""
+    try:
+        data = json.loads(text, parse_float=_finite_float, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise UntrustedJSONError(f"Malformed JSON: {exc}") from None
+    _check_storable(data)
+    return data
 
 
 class StrictJSONParser(JSONParser):
@@ -89,8 +105,8 @@ class StrictJSONParser(JSONParser):
         if len(raw) > limit:
             raise PayloadTooLarge()
         try:
-            data = json.loads(raw.decode("utf-8"), parse_float=_finite_float, parse_constant=_reject_constant)
-        except (ValueError, RecursionError) as exc:
+            return parse_untrusted_json(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
             raise ParseError(f"Malformed JSON: {exc}") from None
-        _check_storable(data)
-        return data
+        except UntrustedJSONError as exc:
+            raise ParseError(str(exc)) from None

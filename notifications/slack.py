@@ -7,8 +7,10 @@ fake Slack in tests).
 """
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import UTC
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from slack_sdk import WebClient
@@ -77,24 +79,61 @@ def client_for(organization_id: int) -> WebClient:
     )
 
 
-def escape(text: str) -> str:
-    """Slack mrkdwn treats &, < and > as markup."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+# Where Slack's response_urls point. An interaction's response_url is input like any other: only
+# Slack's own origins are fetched, this one and that of the Web API (SLACK_API_URL: a fake in tests).
+SLACK_HOOKS_ORIGIN = ("https", "hooks.slack.com", 443)
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    except ValueError:
+        return None
+    if port is None or not parts.hostname or parts.username is not None or parts.password is not None:
+        return None
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        return None
+    return parts.scheme, parts.hostname, port
+
+
+def is_slack_url(url: str) -> bool:
+    """Is this URL on Slack's own hosts (hooks.slack.com, or the configured Web API's)?"""
+    origin = _origin(url)
+    return origin is not None and origin in {SLACK_HOOKS_ORIGIN, _origin(settings.SLACK_API_URL)}
+
+
+def escape(text: str, limit: int | None = None) -> str:
+    """Text we did not write (the agent's action, context, details and options; an approver's
+    answer; names), made safe for any Slack text field: Slack reads &, < and > as markup in
+    mrkdwn, plain_text and a message's fallback `text` alike, so `<!channel>` would notify a
+    whole channel and `<https://evil|Approve>` would be a link. Escaped, they show as typed.
+    `limit` cuts the escaped text to that many characters without splitting an entity."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if limit is None or len(escaped) <= limit:
+        return escaped
+    cut = escaped[:limit]
+    if (amp := cut.rfind("&")) != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut
+
+
+_SLACK_USER = re.compile(r"^slack:([UW][A-Z0-9]+)$")
 
 
 def _person(address: str) -> str:
-    return f"<@{address.removeprefix('slack:')}>" if address.startswith("slack:U") else escape(address)
+    return f"<@{match.group(1)}>" if (match := _SLACK_USER.match(address)) else escape(address)
 
 
 def _summary_blocks(decision: Decision) -> list[dict]:
-    blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": decision.action[:150]}}]
+    blocks: list[dict] = [
+        {"type": "header", "text": {"type": "plain_text", "text": escape(decision.action, 150)}}
+    ]
     if decision.context:
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": escape(decision.context)[:2900]}}
-        )
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": escape(decision.context, 2900)}})
     if rows := detail_rows(decision.details):
         fields = [
-            {"type": "mrkdwn", "text": f"*{escape(label)[:200]}*\n{escape(value)[:1500]}"}
+            {"type": "mrkdwn", "text": f"*{escape(label, 200)}*\n{escape(value, 1500)}"}
             for label, value in rows[:10]
         ]
         blocks.append({"type": "section", "fields": fields})
@@ -118,7 +157,7 @@ def approval_blocks(decision: Decision, request: ApprovalRequest) -> list[dict]:
             button = {
                 "type": "button",
                 "action_id": f"{CHOICE_ACTION_PREFIX}{index}",
-                "text": {"type": "plain_text", "text": option_label(option)[:75]},
+                "text": {"type": "plain_text", "text": escape(option_label(option), 75)},
                 "value": token,
             }
             if option in ("approve", "deny"):
@@ -159,7 +198,7 @@ def outcome_blocks(decision: Decision) -> list[dict]:
                     "type": "section",
                     "text": {
                         "type": "mrkdwn",
-                        "text": f"_{label.capitalize()}:_ {escape(outcome[label])[:2800]}",
+                        "text": f"_{label.capitalize()}:_ {escape(outcome[label], 2800)}",
                     },
                 }
             )
@@ -201,7 +240,7 @@ def _call(action):
 def send_slack(delivery: Delivery) -> AttemptReport:
     decision, request = delivery.decision, delivery.request
     client = client_for(delivery.organization_id)
-    fallback = f"Approval needed: {decision.action}"[:300]
+    fallback = f"Approval needed: {escape(decision.action, 280)}"
     if delivery.purpose == Delivery.Purpose.ASK:
         channel, user = _call(lambda: _target(client, request))
         response = _call(
@@ -235,7 +274,7 @@ def send_slack(delivery: Delivery) -> AttemptReport:
             lambda: client.chat_update(
                 channel=request.slack_channel,
                 ts=request.slack_ts,
-                text=f"{decision.get_status_display()}: {decision.action}"[:300],
+                text=f"{decision.get_status_display()}: {escape(decision.action, 280)}",
                 blocks=outcome_blocks(decision),
             )
         )

@@ -7,7 +7,6 @@ met with time to spare; updating the message happens afterwards, through the out
 Whatever cannot be done is said back privately to the person who clicked (an ephemeral reply).
 """
 
-import json
 import logging
 import os
 from urllib.parse import parse_qs
@@ -20,6 +19,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
 from broker.errors import InvalidInput, error_response
+from broker.http import UntrustedJSONError, parse_untrusted_json
 from decisions import services
 from decisions.links import BadLink, read_request_token, request_token
 from decisions.models import ApprovalRequest, ResponseType, Via
@@ -31,6 +31,7 @@ from notifications.slack import (
     client_for,
     credentials_for,
     escape,
+    is_slack_url,
 )
 
 logger = logging.getLogger(__name__)
@@ -70,11 +71,17 @@ def _obj(value) -> dict:
 
 def _tell(payload: dict, text: str) -> None:
     """An ephemeral reply to the clicker; best effort, the outcome does not depend on it."""
-    if url := payload.get("response_url"):
-        try:
-            WebhookClient(url, timeout=3).send(text=text, response_type="ephemeral", replace_original=False)
-        except (SlackClientError, OSError):
-            logger.warning("slack: ephemeral reply failed", exc_info=True)
+    url = payload.get("response_url")
+    if not url:
+        return
+    if not isinstance(url, str) or not is_slack_url(url):
+        # Signed or not, a URL from a payload must not make us fetch inside our own network.
+        logger.warning("slack: response_url not on Slack's hosts, not fetched: %r", str(url)[:200])
+        return
+    try:
+        WebhookClient(url, timeout=3).send(text=text, response_type="ephemeral", replace_original=False)
+    except (SlackClientError, OSError):
+        logger.warning("slack: ephemeral reply failed", exc_info=True)
 
 
 def _request_for(token: str, secret: str) -> ApprovalRequest | None:
@@ -132,14 +139,14 @@ def _answer(
     except (services.AlreadyResolved, services.AlreadyAnswered):
         return _closed_message(approval)
     except InvalidInput as exc:
-        return exc.message
+        return escape(exc.message)  # it may quote what was typed into the modal
     return None
 
 
 def _answer_modal(approval: ApprovalRequest) -> dict:
     decision = approval.decision
     blocks: list[dict] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{escape(decision.action)[:2900]}*"}}
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{escape(decision.action, 2900)}*"}}
     ]
     if decision.response_type == ResponseType.TEXT:
         blocks.append(
@@ -156,7 +163,10 @@ def _answer_modal(approval: ApprovalRequest) -> dict:
             }
         )
     else:
-        options = [{"text": {"type": "plain_text", "text": o[:75]}, "value": o} for o in decision.options]
+        # value goes back to us untouched on submit; only the label is shown, so only it is escaped
+        options = [
+            {"text": {"type": "plain_text", "text": escape(o, 75)}, "value": o} for o in decision.options
+        ]
         blocks.append(
             {
                 "type": "input",
@@ -261,9 +271,15 @@ def slack_interactions(request: HttpRequest) -> HttpResponse:
     if secret is None:
         return error_response(401, "invalid_signature", "The Slack signature is missing, wrong or too old.")
     try:
-        payload = json.loads(parse_qs(request.body.decode("utf-8"), strict_parsing=True)["payload"][0])
+        form = parse_qs(request.body.decode("utf-8"), strict_parsing=True)["payload"][0]
     except (KeyError, IndexError, ValueError, UnicodeDecodeError):
         return error_response(400, "bad_payload", "Expected a form field 'payload' holding JSON.")
+    try:
+        # Signed by Slack, but parsed like any JSON from outside: 5 000 levels of nesting, a NUL
+        # or a lone surrogate is a 400 here as in the API, not a 500 further in.
+        payload = parse_untrusted_json(form)
+    except UntrustedJSONError as exc:
+        return error_response(400, "bad_payload", f"The payload is not JSON we accept. {exc}"[:300])
     if not isinstance(payload, dict):
         return error_response(400, "bad_payload", "The payload is not a JSON object.")
     if payload.get("type") == "block_actions":

@@ -5,6 +5,10 @@ host resolves to is public. The check runs when the decision is created and agai
 time, where pinned_target() hands back the very address it checked, so a DNS answer that
 changes in between (rebinding) cannot redirect the request. CALLBACK_ALLOW_PRIVATE=1 lifts
 the address check for local development and tests.
+
+An IPv6 address that carries an IPv4 address (IPv4-mapped or -compatible, SIIT, NAT64, 6to4,
+Teredo) is delivered to that IPv4 address by a translator or relay, possibly one inside the
+operator's network, so it is judged as that IPv4 address.
 """
 
 import ipaddress
@@ -21,13 +25,43 @@ class UnresolvableHost(ValueError):
     """The host does not resolve (now)."""
 
 
-def is_public_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+# Prefixes whose last 32 bits are the IPv4 address: SIIT (RFC 2765), NAT64's well-known prefix
+# (RFC 6052) and IPv4-compatible (RFC 4291, deprecated; also covers :: and ::1).
+_IPV4_IN_LAST_32_BITS = tuple(
+    ipaddress.IPv6Network(prefix) for prefix in ("::ffff:0:0:0/96", "64:ff9b::/96", "::/96")
+)
+# NAT64's local-use prefix (RFC 8215): only a translator of the operator's own answers there, and
+# where the IPv4 address sits depends on its local prefix length, so none of it is public.
+_NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d
+        return [ip.ipv4_mapped]
+    if ip.teredo is not None:  # 2001::/32: (server, client); the client's bits come XORed, undone here
+        return list(ip.teredo)
+    if ip.sixtofour is not None:  # 2002:AABB:CCDD::/48
+        return [ip.sixtofour]
+    if any(ip in prefix for prefix in _IPV4_IN_LAST_32_BITS):
+        return [ipaddress.IPv4Address(ip.packed[-4:])]
+    return []
+
+
+def _is_global(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     # is_global is False for private, loopback, link-local (incl. 169.254.169.254), CGNAT,
     # reserved, unspecified and ULA ranges; multicast needs its own check.
     return ip.is_global and not ip.is_multicast
+
+
+def is_public_address(address: str) -> bool:
+    """The one judgement of an address, at create and at connect: may a callback reach it?"""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL_USE:
+            return False
+        if embedded := _embedded_ipv4(ip):
+            return all(_is_global(v4) for v4 in embedded)
+    return _is_global(ip)
 
 
 def resolve(host: str, port: int) -> list[str]:

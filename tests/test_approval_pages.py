@@ -8,18 +8,21 @@ the email the outbox sends; they open them with a plain browser client, no cooki
 import hashlib
 import json
 import re
+import time
 from urllib.parse import urlencode, urlsplit
 
 import pytest
 from django.test import Client
 
 from audit.models import AuditEvent
+from decisions import services
 from decisions.models import ApprovalRequest, Decision
 from decisions.services import MAX_NOTE_LENGTH, decision_create
 from notifications import dev_outbox
 from notifications.models import Delivery
 from notifications.services import delivery_attempt
 from tests.conftest import ALICE, BOB, CAROL
+from tests.helpers import race
 
 ACTION = "Refund order #1042 for €1,200"
 CONTEXT = "The customer was charged twice.\nBoth charges are on the statement."
@@ -155,9 +158,11 @@ def test_a_scanner_opening_every_link_three_times_answers_nothing_and_is_recorde
     assert set(states(decision).values()) == {ApprovalRequest.State.PENDING}
     assert events(decision, "decision.answered") == []
     assert events(decision, "decision.resolved") == []
-    # and the trail shows each visit: who the link was for, which button, from where
+    # and the trail shows the visits, one event per link and client a minute (the text and
+    # HTML parts hold the same 4 links): who the link was for, which button, from where
     viewed = events(decision, "link.viewed")
-    assert len(viewed) == 3 * len(paths)
+    assert len(viewed) == 4
+    assert {payload(e)["views"] for e in viewed} == {1}
     assert {payload(e)["user_agent"] for e in viewed} == {scanner}
     assert {payload(e)["ip"] for e in viewed} == {"127.0.0.1"}
     assert {(e.actor, payload(e)["choice"]) for e in viewed} == {
@@ -167,6 +172,101 @@ def test_a_scanner_opening_every_link_three_times_answers_nothing_and_is_recorde
         (BOB, "deny"),
     }
     assert {e.channel for e in viewed} == {"email"}
+
+
+def test_a_bot_opening_a_link_80_times_in_a_minute_leaves_one_event(acme_key, mailoutbox):
+    # given
+    decision = ask(acme_key)
+    approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
+    bot = browser(SCANNERS[0])
+
+    # when: 40 GETs and 40 HEADs within the minute
+    responses = [bot.get(approve) for _ in range(40)] + [bot.head(approve) for _ in range(40)]
+
+    # then: every one was served, and the trail has one event, for the first
+    assert {r.status_code for r in responses} == {200}
+    (viewed,) = events(decision, "link.viewed")
+    assert payload(viewed) == {"choice": "approve", "ip": "127.0.0.1", "user_agent": SCANNERS[0], "views": 1}
+
+
+def test_the_first_view_of_a_later_window_carries_the_views_counted_since(acme_key, mailoutbox, monkeypatch):
+    # given: a one-second window, so the test need not wait a minute
+    monkeypatch.setattr(services, "LINK_VIEW_WINDOW_SECONDS", 1)
+    decision = ask(acme_key)
+    approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
+    bot = browser(SCANNERS[1])
+    for _ in range(5):
+        bot.get(approve)  # 1 recorded, 4 counted
+    assert [payload(e)["views"] for e in events(decision, "link.viewed")] == [1]
+
+    # when: the window is over and the bot comes back (twice)
+    time.sleep(1.2)
+    bot.get(approve)
+    bot.get(approve)
+
+    # then: one more event, standing for itself and the 4 counted before; the last view is
+    # counted, waiting for the next event. The trail never changes an event: it appends.
+    assert [payload(e)["views"] for e in events(decision, "link.viewed")] == [1, 5]
+
+
+def test_each_link_and_each_client_has_its_own_window(acme_key, mailoutbox):
+    # given
+    decision = ask(acme_key)
+    links = emailed_links(decision, ALICE, mailoutbox)
+
+    # when: the same link from a browser, a scanner and another address; and the other link
+    for _ in range(3):
+        browser().get(links["Approve"])
+        browser(SCANNERS[0]).get(links["Approve"])
+        browser().get(links["Approve"], REMOTE_ADDR="203.0.113.9")
+        browser().get(links["Deny"])
+
+    # then: one event each
+    viewed = events(decision, "link.viewed")
+    assert sorted((payload(e)["choice"], payload(e)["ip"], payload(e)["user_agent"]) for e in viewed) == [
+        ("approve", "127.0.0.1", BROWSER),
+        ("approve", "127.0.0.1", SCANNERS[0]),
+        ("approve", "203.0.113.9", BROWSER),
+        ("deny", "127.0.0.1", BROWSER),
+    ]
+    assert {payload(e)["views"] for e in viewed} == {1}
+
+
+def test_while_the_cache_is_down_every_view_is_served_and_recorded(acme_key, mailoutbox, settings):
+    # given
+    decision = ask(acme_key)
+    approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
+    # Port 1 on loopback: connection refused at once, like a Redis that is down.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 0.5},
+        }
+    }
+
+    # when
+    responses = [browser(SCANNERS[0]).get(approve) for _ in range(3)]
+
+    # then: the pages are served; without the cache the views cannot be bounded, so none is lost
+    assert {r.status_code for r in responses} == {200}
+    assert [payload(e)["views"] for e in events(decision, "link.viewed")] == [1, 1, 1]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_views_of_a_link_leave_one_event(acme_key, mailoutbox):
+    # given
+    decision = ask(acme_key)
+    approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
+
+    # when: a scanner fetches the link from 12 threads at once
+    results = race(*[lambda: browser(SCANNERS[2]).get(approve).status_code for _ in range(12)])
+
+    # then
+    assert results == [200] * 12
+    (viewed,) = events(decision, "link.viewed")
+    assert payload(viewed)["views"] == 1
 
 
 def test_a_head_request_answers_nothing(acme_key, mailoutbox):

@@ -8,6 +8,7 @@ answers for the team; mallory (U0MALLORY) clicks what is not hers; carol answers
 
 import json
 import time
+from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
@@ -18,7 +19,7 @@ from decisions.models import ApprovalRequest, Decision, ResponseType, Status
 from decisions.services import decision_answer, decision_create
 from notifications.models import Delivery, SlackSettings
 from notifications.services import delivery_attempt
-from notifications.slack import CHOICE_ACTION_PREFIX, MODAL_CALLBACK, NOTE_ACTION
+from notifications.slack import CHOICE_ACTION_PREFIX, MODAL_CALLBACK, NOTE_ACTION, is_slack_url
 from tests.conftest import CAROL
 from tests.fake_slack import (  # noqa: F401
     INTERACTIONS_PATH,
@@ -28,6 +29,7 @@ from tests.fake_slack import (  # noqa: F401
     post_signed,
     slack_signature,
 )
+from tests.receiver import receiver_fixture  # noqa: F401
 
 ALICE_SLACK = "slack:U0ALICE"
 ALICE = {"id": "U0ALICE", "username": "alice"}
@@ -309,6 +311,16 @@ def test_a_body_that_is_not_utf8_is_refused_as_unsigned(fake_slack, alice_asked)
         pytest.param("payload=%7Bnot+json", id="payload-not-json"),
         pytest.param(form_body([{"type": "block_actions"}]), id="payload-a-json-list"),
         pytest.param("not a form at all", id="not-a-form"),
+        # 5 000 levels: json.loads itself gives up with a RecursionError
+        pytest.param(
+            urlencode({"payload": '{"type": "block_actions", "actions": ' + "[" * 5000 + "]" * 5000 + "}"}),
+            id="nested-5000-deep",
+        ),
+        # parses, but deeper than any JSON we accept anywhere (broker.http.MAX_JSON_DEPTH)
+        pytest.param(
+            urlencode({"payload": '{"type": "block_actions", "actions": ' + "[" * 40 + "]" * 40 + "}"}),
+            id="nested-40-deep",
+        ),
     ],
 )
 def test_a_signed_but_malformed_payload_is_a_400_and_changes_nothing(fake_slack, alice_asked, body):
@@ -316,6 +328,33 @@ def test_a_signed_but_malformed_payload_is_a_400_and_changes_nothing(fake_slack,
 
     response = post_signed(Client(raise_request_exception=False), body)
 
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_payload"
+    assert snapshot(alice_asked.decision) == before
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(
+            lambda fs, r: click(fs, r, APPROVE, {"id": "U0ALICE", "username": "ali\x00ce"}), id="nul"
+        ),
+        pytest.param(
+            lambda fs, r: submission(r, ALICE, choice="approve", note="\ud800"), id="lone-surrogate"
+        ),
+    ],
+)
+def test_a_signed_payload_postgresql_could_not_store_is_a_400_and_changes_nothing(
+    fake_slack, alice_asked, build
+):
+    # given: JSON that parses, holding a NUL or a lone surrogate (\ud800): PostgreSQL refuses both
+    before = snapshot(alice_asked.decision)
+    body = urlencode({"payload": json.dumps(build(fake_slack, alice_asked))})
+
+    # when
+    response = post_signed(Client(raise_request_exception=False), body)
+
+    # then: refused as the API refuses such JSON, before anything is answered
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bad_payload"
     assert snapshot(alice_asked.decision) == before
@@ -465,6 +504,57 @@ def test_mallory_cannot_answer_alices_dm_and_is_told_so_privately(fake_slack, al
     assert reply.body["replace_original"] is False
 
 
+@pytest.mark.parametrize(
+    "response_url",
+    ["http://127.0.0.1:{port}/steal", "http://localhost:{port}/latest/meta-data"],
+    ids=["internal-address", "internal-name"],
+)
+def test_a_response_url_off_slacks_hosts_is_never_fetched(fake_slack, alice_asked, receiver, response_url):
+    # given: a validly signed click whose response_url points into our own network (the
+    # receiver stands in for an internal service)
+    payload = click(
+        fake_slack, alice_asked, APPROVE, MALLORY, response_url=response_url.format(port=receiver.port)
+    )
+    before = snapshot(alice_asked.decision)
+
+    # when: mallory is refused, which is normally told to the response_url
+    response = send(payload)
+
+    # then: Slack still gets its 200, and nothing was sent anywhere
+    assert response.status_code == 200
+    assert snapshot(alice_asked.decision) == before
+    assert receiver.requests == []
+    assert fake_slack.replies == []
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://hooks.slack.com/actions/T0/1/abc", True),
+        ("https://HOOKS.slack.com:443/actions/T0/1/abc", True),
+        ("http://hooks.slack.com/actions/T0/1/abc", False),
+        ("https://hooks.slack.com:8443/actions", False),
+        ("https://hooks.slack.com.evil.example/actions", False),
+        ("https://evil.example/?next=https://hooks.slack.com/", False),
+        ("https://user@hooks.slack.com/actions", False),
+        ("https://hooks.slack.com/actions\r\nX: 1", False),
+        ("https://hooks.slack.com:99999/", False),
+        ("ftp://hooks.slack.com/", False),
+        ("", False),
+    ],
+)
+def test_only_slacks_own_hosts_are_slack_urls(fake_slack, url, allowed):
+    assert is_slack_url(url) is allowed
+
+
+def test_the_configured_slack_api_origin_is_a_slack_url_and_nothing_else_on_that_host(fake_slack):
+    # SLACK_API_URL points at the fake Slack (127.0.0.1:<its port>): its response_urls are
+    # fetched, another port on the same host is not.
+    assert is_slack_url(fake_slack.response_url("U0ALICE"))
+    assert not is_slack_url(f"http://127.0.0.1:{fake_slack.port + 1}/actions/x")
+    assert not is_slack_url(f"http://localhost:{fake_slack.port}/actions/x")
+
+
 def test_a_click_after_carol_approved_by_email_is_told_who_decided(acme_key, fake_slack):
     # given: carol (email) and alice (Slack) were asked; carol approved by email
     decision = ask(acme_key, CAROL, ALICE_SLACK)
@@ -535,6 +625,38 @@ def test_the_note_button_opens_the_answer_modal(fake_slack, alice_asked):
     assert [o["value"] for o in choice["element"]["options"]] == ["approve", "deny", "escalate to legal"]
     assert any(block.get("block_id") == "cs_note" for block in view["blocks"])
     assert reload(alice_asked.decision).status == Status.PENDING
+
+
+def test_the_answer_modal_shows_the_agents_markup_as_typed_and_keeps_option_values(acme_key, fake_slack):
+    # given: an agent's action and option that would be a channel ping and a disguised link
+    option = "<!here> <https://evil.example|ok>"
+    decision = ask(
+        acme_key, ALICE_SLACK, action="<!channel> <https://evil.example|Approve>", options=[option]
+    )
+    request = posted(decision, ALICE_SLACK)
+
+    # when: alice presses "Answer with a note…" (a real, signed request)
+    assert send(click(fake_slack, request, NOTE_ACTION, ALICE)).status_code == 200
+
+    # then: shown escaped; the option's value (what comes back on submit) is left as it was
+    (opened,) = fake_slack.calls_to("views.open")
+    blocks = opened.args["view"]["blocks"]
+    assert blocks[0]["text"]["text"] == "*&lt;!channel&gt; &lt;https://evil.example|Approve&gt;*"
+    (choice,) = [block for block in blocks if block.get("block_id") == "cs_choice"]
+    assert choice["element"]["options"] == [
+        {
+            "text": {"type": "plain_text", "text": "&lt;!here&gt; &lt;https://evil.example|ok&gt;"},
+            "value": option,
+        }
+    ]
+
+
+def test_a_modal_answer_the_services_refuse_is_shown_escaped(fake_slack, alice_asked):
+    # The refusal quotes what was chosen, which the submitter controls.
+    response = send(submission(alice_asked, ALICE, choice="<!channel>"))
+
+    assert response.status_code == 200
+    assert response.json()["errors"]["cs_note"] == "'&lt;!channel&gt;' is not one of the options."
 
 
 def test_when_slack_will_not_open_the_modal_the_clicker_is_told(fake_slack, alice_asked):

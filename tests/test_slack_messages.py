@@ -8,6 +8,7 @@ notifications.services.delivery_attempt, as the Celery task would run it.
 """
 
 import json
+import re
 from datetime import UTC, timedelta
 
 import pytest
@@ -21,7 +22,7 @@ from decisions.services import decision_answer, decision_cancel, decision_create
 from notifications.models import Delivery, DeliveryAttempt, SlackSettings
 from notifications.senders import RetryLater
 from notifications.services import delivery_attempt
-from notifications.slack import CHOICE_ACTION_PREFIX, NOTE_ACTION, send_slack
+from notifications.slack import CHOICE_ACTION_PREFIX, NOTE_ACTION, escape, send_slack
 from tests.conftest import ALICE, BOB, CAROL
 from tests.fake_slack import fake_slack_fixture, form_body, post_signed  # noqa: F401
 
@@ -598,3 +599,93 @@ def test_a_failed_update_is_recorded_like_any_notification(acme_key, fake_slack)
     assert update.last_error == "Slack: message_not_found"
     (failed,) = audit_payloads(decision, "notification.failed")
     assert (failed["purpose"], failed["reason"]) == ("update", "Slack: message_not_found")
+
+
+# --- what the agent wrote never becomes Slack markup ---------------------------------------
+
+# An agent (or whoever steers it) controls the action, context, details and options: in Slack
+# `<!channel>` / `<!here>` notify everyone and `<url|label>` is a link that says what it likes.
+HOSTILE = "<!channel> <!here> wire $9,000 <https://evil.example/approve|Click to approve> & done"
+HOSTILE_ESCAPED = (
+    "&lt;!channel&gt; &lt;!here&gt; wire $9,000 "
+    "&lt;https://evil.example/approve|Click to approve&gt; &amp; done"
+)
+HOSTILE_OPTION = "<!here> <https://evil.example|ok>"
+
+
+def every_text(call) -> list[str]:
+    """The fallback text and every text object's text, wherever it sits in the blocks."""
+    found = [call.args.get("text", "")]
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("text"), str):
+                found.append(node["text"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(call.blocks)
+    return found
+
+
+def assert_no_live_markup(texts: list[str]) -> None:
+    for text in texts:
+        # The only markup left is ours: a mention of a Slack user id.
+        assert not re.search(r"<(?!@[UW][A-Z0-9]+>)", text), text
+        assert ">" not in re.sub(r"<@[UW][A-Z0-9]+>", "", text), text
+        assert not re.search(r"&(?!amp;|lt;|gt;)", text), text
+
+
+def test_agent_markup_is_escaped_in_every_field_of_the_approval_message(acme_key, fake_slack):
+    # given
+    decision = ask(
+        acme_key,
+        ALICE_SLACK,
+        action=HOSTILE,
+        context=HOSTILE,
+        details={HOSTILE[:40]: HOSTILE},
+        options=["approve", "deny", HOSTILE_OPTION],
+    )
+
+    # when: posted through slack-sdk to the fake Slack
+    assert send(decision, ALICE_SLACK).status == Delivery.Status.SENT
+
+    # then: the fallback text (what notifications show) and every block show it as typed
+    (call,) = fake_slack.calls_to("chat.postMessage")
+    assert call.args["text"] == f"Approval needed: {HOSTILE_ESCAPED}"
+    (header,) = blocks_of(call, "header")
+    assert header["text"] == {"type": "plain_text", "text": HOSTILE_ESCAPED}  # plain_text too
+    assert HOSTILE_ESCAPED in texts_of(call)
+    assert buttons_of(call)[2]["text"]["text"] == "&lt;!here&gt; &lt;https://evil.example|ok&gt;"
+    assert_no_live_markup(every_text(call))
+
+
+def test_agent_markup_is_escaped_in_the_outcome_update(acme_key, fake_slack):
+    # given: alice answered with the agent's odd option and a note of her own in kind
+    decision = ask(acme_key, ALICE_SLACK, action=HOSTILE, options=["approve", HOSTILE_OPTION])
+    send(decision, ALICE_SLACK)
+    request = slack_request(decision, ALICE_SLACK)
+    decision_answer(request_id=request.pk, choice=HOSTILE_OPTION, note="<!channel> fine by me", via="slack")
+
+    # when
+    assert send(decision, ALICE_SLACK, Delivery.Purpose.UPDATE).status == Delivery.Status.SENT
+
+    # then
+    (call,) = fake_slack.calls_to("chat.update")
+    assert call.args["text"] == f"Responded: {HOSTILE_ESCAPED}"
+    assert outcome_line(call).startswith(
+        "*Responded* — &lt;!here&gt; &lt;https://evil.example|ok&gt; by <@U0ALICE> via slack, "
+    )
+    assert "_Note:_ &lt;!channel&gt; fine by me" in texts_of(call)
+    assert_no_live_markup(every_text(call))
+
+
+def test_an_escaped_text_cut_to_a_limit_never_ends_in_half_an_entity():
+    assert escape("a < b", 5) == "a "  # not "a &lt" (Slack would show "&lt")
+    assert escape("a < b", 6) == "a &lt;"
+    assert escape("&&&", 9) == "&amp;"
+    assert escape("plain text", 5) == "plain"
+    assert escape("<x>") == "&lt;x&gt;"

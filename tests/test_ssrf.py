@@ -261,6 +261,63 @@ def test_internet_addresses_are_public(address):
     assert is_public_address(address)
 
 
+# IPv6 spellings that a translator or relay delivers to an IPv4 address (possibly one inside
+# our network): each is judged as that IPv4 address. Teredo's client address is stored XORed
+# with 0xffffffff: 80ff:fffe is 127.0.0.1, 5601:5601 is 169.254.169.254.
+TEREDO = "2001:0:4136:e378:8000:63bf"  # server 65.54.227.120 (public), flags, port
+IPV6_SPELLINGS_OF_PRIVATE_IPV4 = {
+    "nat64-loopback": "64:ff9b::7f00:1",
+    "nat64-metadata": "64:ff9b::169.254.169.254",
+    "nat64-private": "64:ff9b::10.0.0.1",
+    "nat64-local-use": "64:ff9b:1::a00:1",
+    "nat64-local-use-public": "64:ff9b:1::8.8.8.8",  # local-use: only our own translator answers
+    "6to4-loopback": "2002:7f00:1::1",
+    "6to4-metadata": "2002:a9fe:a9fe::",
+    "6to4-private": "2002:c0a8:101:1::1",
+    "compatible-loopback": "::127.0.0.1",
+    "compatible-metadata": "::a9fe:a9fe",
+    "siit-loopback": "::ffff:0:127.0.0.1",
+    "siit-metadata": "::ffff:0:a9fe:a9fe",
+    "teredo-loopback-client": f"{TEREDO}:80ff:fffe",
+    "teredo-metadata-client": f"{TEREDO}:5601:5601",
+    "teredo-private-server": "2001:0:a00:1:8000:63bf:f7f7:f7f7",
+}
+
+
+@pytest.mark.parametrize(
+    "address", IPV6_SPELLINGS_OF_PRIVATE_IPV4.values(), ids=IPV6_SPELLINGS_OF_PRIVATE_IPV4.keys()
+)
+def test_ipv6_spellings_of_private_or_metadata_ipv4_addresses_are_not_public(address):
+    assert not is_public_address(address)
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["64:ff9b::8.8.8.8", "2002:808:808::1", "::ffff:0:8.8.8.8", f"{TEREDO}:f7f7:f7f7"],
+    ids=["nat64", "6to4", "siit", "teredo"],
+)
+def test_ipv6_spellings_of_public_ipv4_addresses_are_public(address):
+    # Judged as the IPv4 address they carry (8.8.8.8), not refused wholesale.
+    assert is_public_address(address)
+
+
+@pytest.mark.parametrize(
+    "address", IPV6_SPELLINGS_OF_PRIVATE_IPV4.values(), ids=IPV6_SPELLINGS_OF_PRIVATE_IPV4.keys()
+)
+def test_a_callback_url_to_an_ipv6_spelling_of_a_private_ipv4_is_refused_at_create(api, address):
+    message = assert_refused(create(api, f"https://[{address}]/hook"))
+
+    assert "refused" in message
+
+
+def test_a_host_resolving_to_a_nat64_spelling_of_the_metadata_address_is_refused_at_create(api, dns):
+    dns(["64:ff9b::a9fe:a9fe"])
+
+    message = assert_refused(create(api, f"https://{HOOK_HOST}/hook"))
+
+    assert "64:ff9b::a9fe:a9fe" in message
+
+
 # --- at connect -----------------------------------------------------------------------------
 
 
@@ -288,6 +345,28 @@ def test_a_host_that_turns_private_after_create_is_refused_at_connect_and_nothin
     [failed] = audit_events(decision_id, "callback.failed")
     assert "127.0.0.1" in failed["reason"]
     assert not audit_events(decision_id, "callback.delivered")
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::7f00:1", "2002:7f00:1::1", "::ffff:0:127.0.0.1"])
+def test_a_host_that_turns_into_an_ipv6_spelling_of_loopback_is_refused_at_connect(acme_key, dns, address):
+    # given: public at create, then (rebinding) an IPv6 spelling of 127.0.0.1
+    resolver = dns([PUBLIC], [address])
+    url = f"https://{HOOK_HOST}/hook"
+    ssrf.check_callback_url(url, allow_private=False)
+    decision, _ = decision_create(api_key=acme_key[0], action="Deploy", stages=STAGES, callback_url=url)
+    decision_cancel(decision=decision, actor="acme agent")
+    delivery = Delivery.objects.get(decision=decision, kind=Delivery.Kind.CALLBACK)
+
+    # when
+    delivery_attempt(delivery_id=delivery.pk)
+
+    # then: the same guard refused it at connect, for good
+    assert resolver.calls == 2
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.FAILED
+    assert address in delivery.last_error
+    [failed] = audit_events(decision.id, "callback.failed")
+    assert "refused" in failed["reason"]
 
 
 def test_the_callback_connects_to_the_address_that_was_checked(
