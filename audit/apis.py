@@ -40,8 +40,9 @@ EXPORT_DESCRIPTION = (
     + ". `time` is UTC ISO 8601; `choice`, `note`, `ip` and `user_agent` come from the event's "
     "payload where it has them; `payload` is the exact canonical JSON the hash covers, so "
     "`manage.py verify_audit --archive` can recompute the chain from the file. Any cell "
-    "starting with = + - @ tab, CR or ' has one ' put in front, so spreadsheets never run it "
-    "as a formula; remove that one ' to get the original value."
+    "starting with = + - @ (or their fullwidth forms, U+FF1D U+FF0B U+FF0D U+FF20), a space, "
+    "tab, CR, LF, NUL or ' has one ' put in front, so spreadsheets never run it as a formula; "
+    "remove that one ' to get the original value."
 )
 
 

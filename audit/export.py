@@ -9,8 +9,9 @@ recomputes every hash from the file, and compares the chain with signed checkpoi
 (docs/RETENTION.md).
 
 Spreadsheet safety: the file starts with a UTF-8 byte order mark (Excel otherwise reads it as
-Windows-1252), and any cell that begins with = + - @ tab, carriage return or ' gets one extra
-' in front, so no cell is ever taken for a formula. Removing exactly one leading ' from a
+Windows-1252), and any cell that begins with = + - @ (or their fullwidth forms), whitespace
+(space, tab, CR, LF), NUL or ' gets one extra ' in front, so no cell is ever taken for a
+formula. Removing exactly one leading ' from a
 cell that has one gives the original back (restore_cell).
 
 Streaming: rows are read in keyset batches of 2 000 (audit_event_batches) and each batch is
