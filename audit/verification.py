@@ -15,8 +15,10 @@ Every problem names the organization and the first event it concerns.
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from django.conf import settings
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit import signing
@@ -152,19 +154,43 @@ def _decision_problems(organization_id: int) -> Iterator[ChainProblem]:
 
 
 def _decision_batch_problems(organization_id: int, decisions: list, action_hash) -> Iterator[ChainProblem]:
+    """The batch's decisions against their sealed events. A decision can resolve while this
+    runs (the row is read first, the events after), so one that disagrees is read again, with
+    its events, before it is reported: a decision only ever moves on from pending."""
+    from decisions.models import Decision
+
+    suspects = {pk for pk, _ in _decisions_checked(organization_id, decisions, action_hash)}
+    if not suspects:
+        return
+    fresh = list(Decision.objects.filter(pk__in=suspects).order_by("pk"))
+    for _, problem in _decisions_checked(organization_id, fresh, action_hash):
+        yield problem
+
+
+def _decisions_checked(
+    organization_id: int, decisions: list, action_hash
+) -> Iterator[tuple[str, ChainProblem]]:
+    ids = [d.pk for d in decisions]
     created, resolved = {}, {}
     events = (
         sealed_events()
-        .filter(
-            decision_id__in=[d.pk for d in decisions], event__in=["decision.created", "decision.resolved"]
-        )
+        .filter(decision_id__in=ids, event__in=["decision.created", "decision.resolved"])
         .order_by("seq")
         .values_list("decision_id", "event", "seq", "payload")
     )
     for decision_id, event, seq, payload in events:
         (created if event == "decision.created" else resolved)[decision_id] = (seq, json.loads(payload))
+    # Resolved a moment ago: its decision.resolved is committed but not sealed yet.
+    being_sealed = set(
+        AuditEvent.objects.filter(
+            decision_id__in=ids, event="decision.resolved", link__isnull=True
+        ).values_list("decision_id", flat=True)
+    )
     for decision in decisions:
-        yield from _one_decision_problems(organization_id, decision, created, resolved, action_hash)
+        if decision.pk in being_sealed and decision.pk not in resolved:
+            continue
+        for problem in _one_decision_problems(organization_id, decision, created, resolved, action_hash):
+            yield decision.pk, problem
 
 
 def _one_decision_problems(
@@ -240,8 +266,24 @@ def audit_problems(
                 missing, 1, "a checkpoint names this organization, which the database no longer has"
             )
     for org in organizations:
-        checkpoints, problems = _database_checkpoints(org, keys)
-        yield from problems
-        yield from _walk(org, checkpoints + outside.get(org, []))
-        yield from _unsealed(org)
-        yield from _decision_problems(org)
+        with _one_snapshot():
+            checkpoints, problems = _database_checkpoints(org, keys)
+            yield from problems
+            yield from _walk(org, checkpoints + outside.get(org, []))
+            yield from _unsealed(org)
+            yield from _decision_problems(org)
+
+
+@contextmanager
+def _one_snapshot():
+    """Read an organization's checkpoints, chain and decisions as of one moment: the sealer
+    commits links and their checkpoint together, and a check that saw the one without the
+    other would cry wolf. (PostgreSQL's REPEATABLE READ; a read-only transaction holds no id,
+    so it never holds the sealer back. Inside a caller's transaction, that one's view.)"""
+    if connection.in_atomic_block or connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield
