@@ -78,11 +78,11 @@ def pgbench_script(queries: list[str]) -> str:
     decision_id = re.search(r"'(dec_[0-9a-z]{26})'", "\n".join(queries)).group(1)
     lines = ["\\set n random(1, 2000000000)"]
     for sql in queries:
-        sql = sql.replace(decision_id, "dec_pgb:client_id_:n")
+        sql = sql.replace(decision_id, "dec_pgb:client_id.:n")
         if sql.startswith('INSERT INTO "decisions_approvalrequest"'):
             sql += " \\gset r_" if "RETURNING" in sql else " RETURNING id \\gset r_"
         elif sql.startswith('INSERT INTO "notifications_delivery"'):
-            sql = re.sub(r"'dec_pgb:client_id_:n', \d+,", "'dec_pgb:client_id_:n', :r_id,", sql)
+            sql = re.sub(r"'dec_pgb:client_id.:n', \d+,", "'dec_pgb:client_id.:n', :r_id,", sql)
         lines.append(sql + ("" if sql.endswith("\\gset r_") else ";"))
     return "\n".join(lines) + "\n"
 

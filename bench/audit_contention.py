@@ -72,14 +72,14 @@ def pgbench(env: dict, scripts: list[str], clients: int, seconds: int) -> float:
             capture_output=True,
             text=True,
             env=env,
-            check=True,
+            check=False,
         )
     finally:
         for name in files[1::2]:
             os.unlink(name.rsplit("@", 1)[0])
     failed = re.search(r"number of failed transactions: (\d+)", done.stdout)
-    if failed and int(failed.group(1)):
-        raise RuntimeError(done.stdout)
+    if done.returncode or (failed and int(failed.group(1))):
+        raise RuntimeError(done.stdout + done.stderr[-2000:])
     return float(re.search(r"tps = ([\d.]+)", done.stdout).group(1))
 
 
