@@ -34,6 +34,7 @@ from countersign.client import Countersign
 from countersign.errors import Conflict, CountersignError
 from countersign.langgraph.shapes import InterruptShape, shape_of
 from countersign.models import Decision
+from countersign.receivers import CallbackResult
 from countersign.webhooks import verify_webhook
 
 if TYPE_CHECKING:
@@ -77,24 +78,6 @@ class ThreadStatus:
     waiting_on: list[Decision]  # decisions nobody has answered yet
     resumed: int  # how many times the thread was resumed by this call
     done: bool  # no interrupt pending and no node left to run
-
-
-@dataclass(frozen=True)
-class CallbackResult:
-    status_code: int
-    message: str
-    thread_id: str | None = None
-    decision_id: str | None = None
-    resumed: int = 0
-
-    def as_json(self) -> bytes:
-        body = {
-            "message": self.message,
-            "thread_id": self.thread_id,
-            "decision_id": self.decision_id,
-            "resumed": self.resumed,
-        }
-        return json.dumps(body).encode()
 
 
 def thread_of(config: RunnableConfig) -> str:
@@ -380,19 +363,19 @@ class InterruptBridge:
     # --- receivers ------------------------------------------------------------------------
 
     def wsgi_app(self) -> Callable[..., Any]:
-        from countersign.langgraph.receivers import wsgi_app
+        from countersign.receivers import wsgi_app
 
         return wsgi_app(self)
 
     def asgi_app(self, *, in_thread: bool = False) -> Callable[..., Any]:
         """in_thread=True runs the blocking API in a worker thread, for sync checkpointers
         (SqliteSaver, PostgresSaver) under an ASGI server."""
-        from countersign.langgraph.receivers import asgi_app
+        from countersign.receivers import asgi_app
 
         return asgi_app(self, in_thread=in_thread)
 
     def django_view(self) -> Callable[..., Any]:
-        from countersign.langgraph.receivers import django_view
+        from countersign.receivers import django_view
 
         return django_view(self)
 
