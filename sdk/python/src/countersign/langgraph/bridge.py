@@ -205,7 +205,8 @@ class InterruptBridge:
         scope = "\x00".join([self.name or self.graph.name, thread_id, interrupt.id])
         digest = hashlib.sha256(scope.encode()).hexdigest()[:40]
         requests = []
-        for index, ask in enumerate(asks):
+        for index, shaped in enumerate(asks):
+            ask = self._ask_for(interrupt, index, shaped)
             body = {**self.defaults, **ask}
             if ROUTING_FIELDS & set(ask):
                 # The interrupt chose its approvers: the defaults' routing would contradict it.
@@ -225,6 +226,11 @@ class InterruptBridge:
                 body["callback_url"] = self.callback_url
             requests.append((f"langgraph:{digest}:{index}", _json_safe(body)))
         return requests
+
+    def _ask_for(self, interrupt: PendingInterrupt, index: int, ask: dict[str, Any]) -> dict[str, Any]:
+        """Item `index` of the interrupt, as it will be asked (before the defaults are merged
+        in). A subclass may adjust it; HITLBridge sets fields per tool."""
+        return ask
 
     def _announce(self, decisions: list[Decision]) -> None:
         if self.on_forward is None:
