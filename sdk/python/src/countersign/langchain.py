@@ -30,33 +30,15 @@ whose shapes are documented (countersign.langgraph.shapes).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from countersign._base import DECISION_FIELDS
+from countersign._tool_asks import ToolAsk, check_tools, with_tool_fields
 from countersign.langgraph.bridge import InterruptBridge, PendingInterrupt, ThreadStatus, thread_of
-from countersign.langgraph.shapes import _action_text
 
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
-
-# What the middleware's decision needs stays as the shape made it: the tool's arguments are
-# the details (what the approver edits), and the buttons come from allowed_decisions.
-NOT_PER_TOOL = frozenset({"details", "options", "response", "allow_edit", "callback_url"})
-PER_TOOL = (DECISION_FIELDS | {"action"}) - NOT_PER_TOOL
-
-ToolAsk = Mapping[str, Any]  # {"action": str | Callable[[args], str], "approver": …, "urgency": …}
-
-
-def _check_tools(tools: Mapping[str, ToolAsk]) -> None:
-    for name, fields in tools.items():
-        unknown = sorted(set(fields) - PER_TOOL)
-        if unknown:
-            raise TypeError(
-                f"HITLBridge(tools={{{name!r}: …}}): {', '.join(unknown)} cannot be set per tool "
-                f"(allowed: {', '.join(sorted(PER_TOOL))})"
-            )
 
 
 def tool_call_of(interrupt: PendingInterrupt, index: int) -> tuple[str, dict[str, Any]] | None:
@@ -71,15 +53,6 @@ def tool_call_of(interrupt: PendingInterrupt, index: int) -> tuple[str, dict[str
         return None
     args = request.get("args")
     return str(request["name"]), dict(args) if isinstance(args, Mapping) else {}
-
-
-def _action(template: str | Callable[[dict[str, Any]], str], args: dict[str, Any]) -> str | None:
-    try:
-        return template(args) if callable(template) else template.format(**args)
-    except (KeyError, IndexError, ValueError, AttributeError):
-        # The model left out an argument the text names: the approver still sees every
-        # argument as details under the default "Run <tool>".
-        return None
 
 
 @dataclass
@@ -98,22 +71,11 @@ class HITLBridge(InterruptBridge):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_tools(self.tools)
+        check_tools("HITLBridge", self.tools)
 
     def _ask_for(self, interrupt: PendingInterrupt, index: int, ask: dict[str, Any]) -> dict[str, Any]:
         call = tool_call_of(interrupt, index)
-        if call is None or call[0] not in self.tools:
-            return ask
-        name, args = call
-        fields = dict(self.tools[name])
-        template = fields.pop("action", None)
-        adjusted = {**ask, **fields}
-        if template is not None and (text := _action(template, args)):
-            action, overflow = _action_text(text)
-            adjusted["action"] = action
-            if overflow and not fields.get("context"):
-                adjusted["context"] = "\n\n".join(part for part in (overflow, ask.get("context")) if part)
-        return adjusted
+        return ask if call is None else with_tool_fields(ask, call[0], call[1], self.tools)
 
     # --- blocking style ---------------------------------------------------------------------
 
