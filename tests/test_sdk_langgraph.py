@@ -18,15 +18,11 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from socketserver import ThreadingMixIn
 from typing import Annotated, TypedDict
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-import httpx
 import pytest
 
 # The SDK is a distribution of its own (sdk/python), which `make install` installs.
-from countersign import Countersign
 from countersign.langgraph import InterruptBridge, approval_node
 from django.test import RequestFactory
 from django.utils import timezone
@@ -34,38 +30,27 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 
-from decisions.links import TEXT_ANSWER, link_url
-from decisions.models import ApprovalRequest, Decision, Policy
+from decisions.models import Decision, Policy
 from notifications.callbacks import callback_body, signature_header, webhook_id
 from notifications.models import Delivery
-from notifications.services import delivery_attempt
-from organizations.services import webhook_secret_current
 from tests.conftest import ALICE
+from tests.sdk_live import (  # noqa: F401 (the agent_client, agent_receiver and webhook_secret fixtures)
+    agent_client_fixture,
+    agent_receiver_fixture,
+    alice_answers_in_words,
+    alice_clicks,
+    deliver_callback,
+    service_reachable_fixture,
+    webhook_secret_fixture,
+)
 
 # A real server sees committed data only.
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("service_reachable_from_the_agent"),
+]
 
 ORDER = {"order": 1042, "amount": 120}
-
-
-@pytest.fixture(autouse=True)
-def _service_reachable_from_the_agent(settings, live_server, monkeypatch):
-    settings.PUBLIC_BASE_URL = live_server.url  # alice's links point at the live server
-    settings.CALLBACK_ALLOW_PRIVATE = True  # the agent's receiver listens on 127.0.0.1
-    # No worker consumes the outbox here: each test delivers the callback it needs itself.
-    monkeypatch.setattr("notifications.services._publish", lambda delivery_ids: None)
-
-
-@pytest.fixture
-def agent_client(live_server, acme_key) -> Iterator[Countersign]:
-    """Acme's agent, with its API key, talking HTTP to the live service."""
-    with Countersign(live_server.url, acme_key[1]) as client:
-        yield client
-
-
-@pytest.fixture
-def webhook_secret(acme) -> str:
-    return webhook_secret_current(organization=acme).secret
 
 
 @pytest.fixture
@@ -86,79 +71,6 @@ def sqlite_saver() -> Iterator:
     yield open_saver
     for connection in connections:
         connection.close()
-
-
-# --- the agent's callback receiver: the SDK's WSGI app on a real port ----------------------
-
-
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args) -> None:
-        pass
-
-
-class Receiver:
-    """A WSGI server on 127.0.0.1 whose app can be replaced, as a restarted agent would."""
-
-    def __init__(self) -> None:
-        self._server = make_server(
-            "127.0.0.1", 0, self._not_ready, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
-        )
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.url = f"http://127.0.0.1:{self._server.server_port}/countersign/callback"
-
-    @staticmethod
-    def _not_ready(environ, start_response):
-        start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
-        return [b"the agent is restarting"]
-
-    def serve(self, app) -> None:
-        self._server.set_app(app)
-
-    def start(self) -> "Receiver":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    running = Receiver().start()
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-# --- alice, and the outbox ----------------------------------------------------------------
-
-
-def alice_clicks(decision_id: str, choice: str, **form: str) -> None:
-    """What alice's email button does: the one-click link, then its confirm form."""
-    request = ApprovalRequest.objects.get(decision_id=decision_id, address=ALICE)
-    page = httpx.post(link_url(request, choice), data={"confirm": "yes", **form})
-    assert page.status_code == 200, page.text
-
-
-def alice_answers_in_words(decision_id: str, text: str) -> None:
-    alice_clicks(decision_id, TEXT_ANSWER, text=text)
-
-
-def deliver_callback(decision_id: str) -> Delivery:
-    """One attempt at the decision's callback, as the worker would make it."""
-    delivery = Delivery.objects.get(decision_id=decision_id, kind=Delivery.Kind.CALLBACK)
-    delivery_attempt(delivery_id=delivery.pk)
-    delivery.refresh_from_db()
-    return delivery
 
 
 def decisions_of_thread(thread_id: str) -> list[Decision]:
@@ -262,17 +174,17 @@ def test_a_policy_approval_lets_the_graph_through_without_anyone_asked(
 
 
 def test_an_interrupt_reaches_alice_and_her_click_resumes_the_graph_by_callback(
-    agent_client, webhook_secret, checkpoints, receiver, sqlite_saver
+    agent_client, webhook_secret, checkpoints, agent_receiver, sqlite_saver
 ):
     graph = linear_graph(sqlite_saver(checkpoints), ask_for_the_refund, issue_refund)
     bridge = InterruptBridge(
         graph,
         client=agent_client,
         defaults={"approver": ALICE},
-        callback_url=receiver.url,
+        callback_url=agent_receiver.url,
         webhook_secret=webhook_secret,
     )
-    receiver.serve(bridge.wsgi_app())
+    agent_receiver.serve(bridge.wsgi_app())
     thread = {"configurable": {"thread_id": "refund-1042"}}
 
     paused = bridge.invoke(ORDER, thread)
@@ -281,7 +193,7 @@ def test_an_interrupt_reaches_alice_and_her_click_resumes_the_graph_by_callback(
     (pending,) = graph.get_state(thread).interrupts
     assert decision.metadata["langgraph"]["thread_id"] == "refund-1042"
     assert decision.metadata["langgraph"]["interrupt_id"] == pending.id
-    assert decision.callback_url == receiver.url
+    assert decision.callback_url == agent_receiver.url
 
     alice_clicks(decision.id, "approve")
     delivery = deliver_callback(decision.id)
@@ -353,14 +265,14 @@ def load_module(path: Path):
 
 
 def test_the_answer_resumes_the_graph_after_the_agent_process_was_restarted(
-    live_server, acme_key, webhook_secret, checkpoints, receiver, tmp_path, monkeypatch
+    live_server, acme_key, webhook_secret, checkpoints, agent_receiver, tmp_path, monkeypatch
 ):
     program = tmp_path / "refund_agent_program.py"
     program.write_text(AGENT_PROGRAM)
 
     # given: the agent ran in a process of its own until the graph interrupted, then exited
     started = subprocess.run(
-        [sys.executable, str(program), str(checkpoints), receiver.url, "refund-1042"],
+        [sys.executable, str(program), str(checkpoints), agent_receiver.url, "refund-1042"],
         env={
             "COUNTERSIGN_URL": live_server.url,
             "COUNTERSIGN_API_KEY": acme_key[1],
@@ -380,7 +292,7 @@ def test_the_answer_resumes_the_graph_after_the_agent_process_was_restarted(
     monkeypatch.setenv("COUNTERSIGN_API_KEY", acme_key[1])
     restarted = load_module(program)
     graph = restarted.build(str(checkpoints))
-    receiver.serve(restarted.bridge(graph, receiver.url, webhook_secret).wsgi_app())
+    agent_receiver.serve(restarted.bridge(graph, agent_receiver.url, webhook_secret).wsgi_app())
     alice_clicks(decision_id, "approve")
     delivery = deliver_callback(decision_id)
 
@@ -394,7 +306,7 @@ def test_the_answer_resumes_the_graph_after_the_agent_process_was_restarted(
 
 
 def test_a_graph_with_two_interrupts_in_a_row_is_forwarded_again_after_the_first_answer(
-    agent_client, webhook_secret, checkpoints, receiver, sqlite_saver
+    agent_client, webhook_secret, checkpoints, agent_receiver, sqlite_saver
 ):
     def approve_then_choose_warehouse(state: Refund) -> Refund:
         approval = interrupt({"action": f"Refund ${state['amount']} to order #{state['order']}"})
@@ -406,10 +318,10 @@ def test_a_graph_with_two_interrupts_in_a_row_is_forwarded_again_after_the_first
         graph,
         client=agent_client,
         defaults={"approver": ALICE},
-        callback_url=receiver.url,
+        callback_url=agent_receiver.url,
         webhook_secret=webhook_secret,
     )
-    receiver.serve(bridge.wsgi_app())
+    agent_receiver.serve(bridge.wsgi_app())
     thread = {"configurable": {"thread_id": "refund-1042"}}
     (first,) = bridge.invoke(ORDER, thread).waiting_on
 
@@ -437,15 +349,15 @@ def test_a_graph_with_two_interrupts_in_a_row_is_forwarded_again_after_the_first
 # --- LangGraph's own interrupt shapes ----------------------------------------------------
 
 
-def durable_bridge(graph, agent_client, webhook_secret, receiver) -> InterruptBridge:
+def durable_bridge(graph, agent_client, webhook_secret, agent_receiver) -> InterruptBridge:
     bridge = InterruptBridge(
         graph,
         client=agent_client,
         defaults={"approver": ALICE},
-        callback_url=receiver.url,
+        callback_url=agent_receiver.url,
         webhook_secret=webhook_secret,
     )
-    receiver.serve(bridge.wsgi_app())
+    agent_receiver.serve(bridge.wsgi_app())
     return bridge
 
 
@@ -461,14 +373,14 @@ def refund_request(state: Refund) -> dict:
 
 
 def test_alice_edits_the_amount_and_a_human_interrupt_resumes_with_an_edit(
-    agent_client, webhook_secret, checkpoints, receiver, sqlite_saver
+    agent_client, webhook_secret, checkpoints, agent_receiver, sqlite_saver
 ):
     def review_refund(state: Refund) -> Refund:
         (response,) = interrupt([refund_request(state)])
         return {"approval": response}
 
     graph = linear_graph(sqlite_saver(checkpoints), review_refund)
-    bridge = durable_bridge(graph, agent_client, webhook_secret, receiver)
+    bridge = durable_bridge(graph, agent_client, webhook_secret, agent_receiver)
     thread = {"configurable": {"thread_id": "refund-1042"}}
     (decision,) = bridge.invoke(ORDER, thread).waiting_on
     assert decision.options == ["approve", "respond", "ignore"]
@@ -484,14 +396,14 @@ def test_alice_edits_the_amount_and_a_human_interrupt_resumes_with_an_edit(
 
 
 def test_alice_replies_and_a_human_interrupt_resumes_with_her_response(
-    agent_client, webhook_secret, checkpoints, receiver, sqlite_saver
+    agent_client, webhook_secret, checkpoints, agent_receiver, sqlite_saver
 ):
     def review_refund(state: Refund) -> Refund:
         (response,) = interrupt([refund_request(state)])
         return {"approval": response}
 
     graph = linear_graph(sqlite_saver(checkpoints), review_refund)
-    bridge = durable_bridge(graph, agent_client, webhook_secret, receiver)
+    bridge = durable_bridge(graph, agent_client, webhook_secret, agent_receiver)
     thread = {"configurable": {"thread_id": "refund-1042"}}
     (decision,) = bridge.invoke(ORDER, thread).waiting_on
 
@@ -505,7 +417,7 @@ def test_alice_replies_and_a_human_interrupt_resumes_with_her_response(
 
 
 def test_hitl_middleware_requests_resume_with_edit_and_respond_decisions(
-    agent_client, webhook_secret, checkpoints, receiver, sqlite_saver
+    agent_client, webhook_secret, checkpoints, agent_receiver, sqlite_saver
 ):
     # The shape LangChain's HumanInTheLoopMiddleware raises: two tool calls, one interrupt.
     def review_tool_calls(state: Refund) -> Refund:
@@ -524,7 +436,7 @@ def test_hitl_middleware_requests_resume_with_edit_and_respond_decisions(
         return {"approval": response}
 
     graph = linear_graph(sqlite_saver(checkpoints), review_tool_calls)
-    bridge = durable_bridge(graph, agent_client, webhook_secret, receiver)
+    bridge = durable_bridge(graph, agent_client, webhook_secret, agent_receiver)
     thread = {"configurable": {"thread_id": "refund-1042"}}
     refund, question = bridge.invoke(ORDER, thread).waiting_on
     assert question.response == "text"

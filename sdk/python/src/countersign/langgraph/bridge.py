@@ -34,6 +34,7 @@ from countersign.client import Countersign
 from countersign.errors import Conflict, CountersignError
 from countersign.langgraph.shapes import InterruptShape, shape_of
 from countersign.models import Decision
+from countersign.receivers import CallbackResult
 from countersign.webhooks import verify_webhook
 
 if TYPE_CHECKING:
@@ -77,24 +78,6 @@ class ThreadStatus:
     waiting_on: list[Decision]  # decisions nobody has answered yet
     resumed: int  # how many times the thread was resumed by this call
     done: bool  # no interrupt pending and no node left to run
-
-
-@dataclass(frozen=True)
-class CallbackResult:
-    status_code: int
-    message: str
-    thread_id: str | None = None
-    decision_id: str | None = None
-    resumed: int = 0
-
-    def as_json(self) -> bytes:
-        body = {
-            "message": self.message,
-            "thread_id": self.thread_id,
-            "decision_id": self.decision_id,
-            "resumed": self.resumed,
-        }
-        return json.dumps(body).encode()
 
 
 def thread_of(config: RunnableConfig) -> str:
@@ -222,7 +205,8 @@ class InterruptBridge:
         scope = "\x00".join([self.name or self.graph.name, thread_id, interrupt.id])
         digest = hashlib.sha256(scope.encode()).hexdigest()[:40]
         requests = []
-        for index, ask in enumerate(asks):
+        for index, shaped in enumerate(asks):
+            ask = self._ask_for(interrupt, index, shaped)
             body = {**self.defaults, **ask}
             if ROUTING_FIELDS & set(ask):
                 # The interrupt chose its approvers: the defaults' routing would contradict it.
@@ -242,6 +226,11 @@ class InterruptBridge:
                 body["callback_url"] = self.callback_url
             requests.append((f"langgraph:{digest}:{index}", _json_safe(body)))
         return requests
+
+    def _ask_for(self, interrupt: PendingInterrupt, index: int, ask: dict[str, Any]) -> dict[str, Any]:
+        """Item `index` of the interrupt, as it will be asked (before the defaults are merged
+        in). A subclass may adjust it; HITLBridge sets fields per tool."""
+        return ask
 
     def _announce(self, decisions: list[Decision]) -> None:
         if self.on_forward is None:
@@ -380,19 +369,19 @@ class InterruptBridge:
     # --- receivers ------------------------------------------------------------------------
 
     def wsgi_app(self) -> Callable[..., Any]:
-        from countersign.langgraph.receivers import wsgi_app
+        from countersign.receivers import wsgi_app
 
         return wsgi_app(self)
 
     def asgi_app(self, *, in_thread: bool = False) -> Callable[..., Any]:
         """in_thread=True runs the blocking API in a worker thread, for sync checkpointers
         (SqliteSaver, PostgresSaver) under an ASGI server."""
-        from countersign.langgraph.receivers import asgi_app
+        from countersign.receivers import asgi_app
 
         return asgi_app(self, in_thread=in_thread)
 
     def django_view(self) -> Callable[..., Any]:
-        from countersign.langgraph.receivers import django_view
+        from countersign.receivers import django_view
 
         return django_view(self)
 
