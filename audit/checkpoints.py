@@ -248,13 +248,16 @@ def _publish_one(sink: str, organization_id: int, newest_size: int) -> None:
     )
 
 
-def checkpoints_publish() -> None:
-    """Send every sink what it has not received yet. Runs after each seal and from beat, so a
-    sink that was down catches up; a crash between sending and recording only sends again."""
+def checkpoints_publish(*, organization_ids: Iterable[int] | None = None) -> None:
+    """Send every sink what it has not received yet, for the organizations given (after a
+    seal: those it signed for) or all (beat's sweep, so a sink that was down catches up). A
+    crash between sending and recording only sends again."""
     sinks = configured_sinks()
     if not sinks:
         return
-    for organization_id in Organization.objects.values_list("pk", flat=True):
+    if organization_ids is None:
+        organization_ids = Organization.objects.values_list("pk", flat=True)
+    for organization_id in organization_ids:
         # The newest size through the (organization, size) unique index, not a scan.
         newest = AuditCheckpoint.objects.filter(organization_id=organization_id).aggregate(size=Max("size"))
         if newest["size"] is None:
@@ -263,14 +266,14 @@ def checkpoints_publish() -> None:
             _publish_one(sink, organization_id, newest["size"])
 
 
-def publish_on_commit() -> None:
+def publish_on_commit(organization_ids: list[int]) -> None:
     if not configured_sinks():
         return
 
     def enqueue():
         from audit.tasks import publish_checkpoints
 
-        publish_checkpoints.delay()
+        publish_checkpoints.delay(organization_ids)
 
     # robust: a broker outage must not fail the seal; beat's sweep publishes later.
     transaction.on_commit(enqueue, robust=True)

@@ -167,7 +167,7 @@ def audit_seal(*, limit: int = MAX_EVENTS_PER_RUN) -> SealResult:
     if horizon is None:  # SQLite: the last id linked
         reached = batch[-1][0]
     AuditSeal.objects.create(sealed_at=now, horizon=reached, events=len(links))
-    publish_on_commit()
+    publish_on_commit([checkpoint.organization_id for checkpoint in checkpoints])
     return SealResult(events=len(links), checkpoints=checkpoints)
 
 

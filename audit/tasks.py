@@ -12,5 +12,5 @@ def seal() -> int:
 
 
 @shared_task(name="audit.publish_checkpoints")
-def publish_checkpoints() -> None:
-    checkpoints_publish()
+def publish_checkpoints(organization_ids: list[int] | None = None) -> None:
+    checkpoints_publish(organization_ids=organization_ids)
