@@ -20,7 +20,7 @@ from audit.models import AuditCheckpoint, CheckpointPublication
 from decisions.services import decision_create
 from organizations.services import api_key_create
 from tests.conftest import ALICE, client_for
-from tests.helpers import seal
+from tests.helpers import seal, wait_for
 from tests.receiver import Reply, receiver_fixture  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -188,3 +188,24 @@ def test_verify_audit_reads_checkpoints_from_the_api(acme, acme_key, sealed_twic
             stderr=err,
         )
     assert "signature does not verify" in err.getvalue()
+
+
+@pytest.mark.redis
+def test_a_seal_run_by_the_worker_sends_the_checkpoint_on_its_own(
+    acme, acme_key, compliance_endpoint, celery_worker
+):
+    # given events to seal, and a real worker consuming the Redis broker
+    ask(acme_key[0])
+
+    # when beat's task seals them (sent through the broker as beat sends it)
+    from audit.tasks import seal as seal_task
+
+    seal_task.delay()
+    wait_for(lambda: AuditCheckpoint.objects.filter(organization=acme).exists())
+
+    # then the seal's commit queued the publication, and the worker sent the newest checkpoint
+    newest = AuditCheckpoint.objects.filter(organization=acme).latest("size")
+    delivered = wait_for(lambda: [r for r in compliance_endpoint.requests if r.path == "/checkpoints"])
+    assert (
+        Webhook(WEBHOOK_SECRET).verify(delivered[0].body, delivered[0].headers)["data"]["size"] == newest.size
+    )
