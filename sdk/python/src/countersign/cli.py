@@ -371,5 +371,15 @@ def main(argv: list[str] | None = None) -> NoReturn:
     sys.exit(code)
 
 
+def mcp_main() -> None:
+    """`countersign-mcp`, the MCP server over stdio (countersign/mcp.py): a clear word instead of
+    a traceback when the `mcp` extra is not installed."""
+    try:
+        from countersign.mcp import main as serve
+    except ImportError as exc:
+        sys.exit(f"countersign-mcp: {exc}")
+    serve()
+
+
 if __name__ == "__main__":
     main()
