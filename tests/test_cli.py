@@ -253,3 +253,30 @@ def test_audit_export_to_stdout_needs_the_audit_scope(env, acme):
     assert everything.stdout.lstrip("\ufeff").startswith("time,organization,decision_id")
     assert refused.returncode == 3
     assert "403" in refused.stderr
+
+
+# --- the example ----------------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "sdk/python/examples"
+
+
+@pytest.mark.parametrize(
+    ("choice", "code", "says"), [("approve", 0, "approved: deploying v2.0"), ("deny", 1, "denied")]
+)
+def test_the_deploy_gate_example_deploys_only_once_approved(env, choice, code, says):
+    path = f"{Path(sys.executable).parent}:{env['PATH']}"
+    process = subprocess.Popen(
+        ["sh", str(EXAMPLES / "deploy_gate.sh"), "v2.0"],
+        env={**env, "PATH": path},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    decision = newest_decision("Deploy v2.0")
+    clicks(ALICE, decision.id, choice)
+
+    result, out, _ = finish(process)
+
+    assert result == code
+    assert out.splitlines()[-1].startswith(says)
+    assert decision.details["version"] == "v2.0"

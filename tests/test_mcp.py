@@ -12,7 +12,9 @@ Named actors: Acme's agent asks (by MCP); alice approves or denies; Globex is th
 
 import asyncio
 import json
+import os
 import re
+import subprocess
 import sys
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -492,3 +494,23 @@ def test_the_long_poll_still_answers_beside_mcp(service, acme_key):
             return (await asyncio.wait_for(waiting, 15)).json()
 
     assert run(scenario)["status"] == "approved"
+
+
+def test_the_mcp_agent_example_runs_the_command_as_alice_edited_it(service, acme_key):
+    example = ROOT / "sdk/python/examples/mcp_agent.py"
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "COUNTERSIGN_URL": service,
+        "COUNTERSIGN_API_KEY": acme_key[1],
+    }
+    agent = subprocess.Popen(
+        [sys.executable, str(example), "rm -rf build"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    decision = newest_decision("Run Bash")
+    clicks(ALICE, decision.id, "approve", detail__command="rm -rf build/cache")
+
+    out, _ = agent.communicate(timeout=60)
+
+    assert agent.returncode == 0
+    assert out.splitlines()[-1] == "3. allowed: would run 'rm -rf build/cache'"
