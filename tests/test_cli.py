@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from broker.asgi import application
@@ -136,6 +137,35 @@ def test_a_cancelled_ci_job_withdraws_its_request(env):
     assert out.startswith(f"{decision.id} cancelled by api_key:")
     decision.refresh_from_db()
     assert decision.status == "cancelled"
+
+
+def test_a_job_cancelled_while_its_request_is_being_made_withdraws_it_too(env):
+    """SIGTERM lands after the service stored the decision but before the answer with its id
+    reached the job: the job still withdraws it, rather than leave it pending for nobody."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        # The decision's INSERT waits on this lock: the request is under way, unanswered.
+        cursor.execute(f"LOCK TABLE {Decision._meta.db_table} IN EXCLUSIVE MODE")
+        process = start(env, *DEPLOY)
+        deadline = time.monotonic() + 15
+        while not lock_waiters(cursor):
+            assert time.monotonic() < deadline, "the request never reached the database"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+    code, out, _ = finish(process)
+
+    decision = Decision.objects.get(action="Deploy v1.2 to prod")
+    assert code == 2
+    assert out.startswith(f"{decision.id} cancelled by api_key:")
+    assert decision.status == "cancelled"
+
+
+def lock_waiters(cursor) -> int:
+    cursor.execute(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    return cursor.fetchone()[0]
 
 
 def test_the_same_idempotency_key_waits_for_the_same_decision(env):

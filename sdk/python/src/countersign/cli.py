@@ -13,12 +13,14 @@ and stdout has the outcome alone (or the decision as JSON with --json).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import shutil
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TextIO
 
@@ -40,6 +42,37 @@ _UNIT_MINUTES = {"s": 1 / 60, "m": 1, "h": 60, "d": 24 * 60}
 
 class Terminated(Exception):
     """SIGTERM (a CI job cancelled), or Ctrl-C."""
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM raise Terminated, except while held back: then they are noted, and
+    raised once released. A signal that lands while the decision is being created would
+    otherwise lose its id (committed on the service, its answer never read) and leave it
+    pending for nobody."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.noted = False
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self.held:
+            self.noted = True
+            return
+        raise Terminated
+
+    @contextlib.contextmanager
+    def held_back(self) -> Iterator[None]:
+        self.held = True
+        try:
+            yield
+        finally:
+            self.held = False
+        if self.noted:
+            self.noted = False
+            raise Terminated
+
+
+_interrupts = _Interrupts()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -167,9 +200,16 @@ def _print_decision(decision: Decision, args: argparse.Namespace, out: TextIO) -
 
 
 def _wait_until_resolved(
-    client: Countersign, decision: Decision, progress: Progress, *, withdraw_on_interrupt: bool
+    client: Countersign,
+    decision: Decision,
+    progress: Progress,
+    *,
+    withdraw_on_interrupt: bool,
+    interrupted: bool = False,
 ) -> Decision:
     try:
+        if interrupted:
+            raise Terminated
         while decision.is_pending:
             progress.show(decision)
             decision = client.get(decision.id, wait=60)
@@ -177,7 +217,9 @@ def _wait_until_resolved(
         progress.close()
         if not withdraw_on_interrupt:
             raise
-        # The job that asked is gone: nobody would act on an answer, so take the question back.
+        # The job that asked is gone: nobody would act on an answer, so take the question back
+        # (and let a second signal not stop that).
+        _interrupts.held = True
         try:
             decision = client.cancel(decision.id)
             progress.say(f"Interrupted: withdrew {decision.id}.")
@@ -200,14 +242,21 @@ def cmd_ask(client: Countersign, args: argparse.Namespace, out: TextIO, progress
         "on_timeout": args.on_timeout,
         "callback_url": args.callback_url,
     }
-    decision = client.create(
-        args.action,
-        idempotency_key=args.idempotency_key,
-        **{name: value for name, value in fields.items() if value is not None},
-    )
-    if decision.is_pending:
+    interrupted = False
+    try:
+        with _interrupts.held_back():
+            decision = client.create(
+                args.action,
+                idempotency_key=args.idempotency_key,
+                **{name: value for name, value in fields.items() if value is not None},
+            )
+    except Terminated:
+        interrupted = True
+    if decision.is_pending and not interrupted:
         progress.say(f"Asked {_waiting_for(decision)} to sign off on {decision.action!r} ({decision.id}).")
-    decision = _wait_until_resolved(client, decision, progress, withdraw_on_interrupt=True)
+    decision = _wait_until_resolved(
+        client, decision, progress, withdraw_on_interrupt=True, interrupted=interrupted
+    )
     _print_decision(decision, args, out)
     return EXIT_CODES.get(decision.status, ERROR)
 
@@ -346,13 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated
-
-
 def main(argv: list[str] | None = None) -> NoReturn:
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, _interrupts.handle)
+    signal.signal(signal.SIGINT, _interrupts.handle)
     progress = Progress(sys.stderr)
     try:
         with Countersign(args.url) as client:
