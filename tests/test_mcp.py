@@ -245,12 +245,13 @@ def test_get_and_cancel_a_decision_and_what_they_refuse(service, acme_key, globe
             cancelled = await call(client, "cancel_decision", decision_id=decision_id)
             again = await refused(client, "cancel_decision", decision_id=decision_id)
             unknown = await refused(client, "get_decision", decision_id="dec_nosuchthing")
+            garbage = await refused(client, "get_decision", decision_id="dec_\x00; DROP")
             invalid = await refused(client, "request_approval", action="Pay", approvers=["not an address"])
         async with connect(transport, service, globex_key[1]) as other_tenant:
             hidden = await refused(other_tenant, "get_decision", decision_id=decision_id)
-        return now, cancelled, again, unknown, invalid, hidden, decision_id
+        return now, cancelled, again, unknown, garbage, invalid, hidden, decision_id
 
-    now, cancelled, again, unknown, invalid, hidden, decision_id = run(scenario)
+    now, cancelled, again, unknown, garbage, invalid, hidden, decision_id = run(scenario)
 
     assert now["status"] == "pending"
     assert cancelled["status"] == "cancelled"
@@ -258,6 +259,7 @@ def test_get_and_cancel_a_decision_and_what_they_refuse(service, acme_key, globe
     assert Decision.objects.get(pk=decision_id).status == "cancelled"
     assert "already_resolved" in again
     assert "not_found" in unknown
+    assert "decision_id" in garbage  # refused by the schema, before the database sees it
     assert "invalid" in invalid
     assert "approvers" in invalid
     assert "not_found" in hidden  # another tenant's decision does not exist for Globex

@@ -91,7 +91,13 @@ WaitSeconds = Annotated[
     ),
 ]
 DecisionId = Annotated[
-    str, Field(min_length=1, max_length=64, description="The decision_id returned by request_approval.")
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The decision_id returned by request_approval.",
+    ),
 ]
 ToolName = Annotated[str, Field(min_length=1, max_length=200, description="The tool the agent wants to run.")]
 ToolInput = Annotated[dict[str, Any], Field(description="The tool's input.")]
