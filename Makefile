@@ -9,7 +9,7 @@ $(INSTALLED): pyproject.toml sdk/python/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -qq --upgrade pip
 	$(PY) -m pip install -qq -e '.[dev]'
-	$(PY) -m pip install -qq -e 'sdk/python[langgraph,langchain,openai-agents]'
+	$(PY) -m pip install -qq -e 'sdk/python[langgraph,langchain,openai-agents,mcp]'
 	touch $@
 
 install: $(INSTALLED)

@@ -47,13 +47,17 @@ class NewestFirst(StrictCursorPagination):
         DateTimeField().to_python(position)  # raises for a position that is not a time
 
 
-def _idempotency_key(request) -> str | None:
-    key = request.headers.get("Idempotency-Key")
+def check_idempotency_key(key: str | None) -> str | None:
+    """The key as given, or None; ValidationError unless 1 to 255 printable characters."""
     if key is None:
         return None
     if not key or len(key) > 255 or not key.isprintable():
         raise ValidationError({"Idempotency-Key": ["1 to 255 printable characters."]})
     return key
+
+
+def _idempotency_key(request) -> str | None:
+    return check_idempotency_key(request.headers.get("Idempotency-Key"))
 
 
 class DecisionListCreateApi(APIView):

@@ -1,6 +1,7 @@
 """Bearer API-key authentication, scope permissions and the per-key rate limit."""
 
 import logging
+from types import SimpleNamespace
 
 import redis
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -16,22 +17,29 @@ from organizations.services import api_key_touch
 logger = logging.getLogger(__name__)
 
 
+def api_key_from_authorization(header: bytes) -> ApiKey | None:
+    """The active key an Authorization header names: None when it is not Bearer credentials,
+    AuthenticationFailed when it is but names no active key. Shared by the REST API and /mcp."""
+    parts = header.split()
+    if not parts or parts[0].lower() != b"bearer":
+        return None
+    if len(parts) != 2:
+        raise AuthenticationFailed("Use the header 'Authorization: Bearer <api key>'.")
+    try:
+        raw_key = parts[1].decode("ascii")
+    except UnicodeDecodeError:
+        raise AuthenticationFailed("Invalid or revoked API key.") from None
+    key = api_key_find_active(raw_key=raw_key)
+    if key is None:
+        raise AuthenticationFailed("Invalid or revoked API key.")
+    api_key_touch(key=key)
+    return key
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     def authenticate(self, request):
-        parts = get_authorization_header(request).split()
-        if not parts or parts[0].lower() != b"bearer":
-            return None
-        if len(parts) != 2:
-            raise AuthenticationFailed("Use the header 'Authorization: Bearer <api key>'.")
-        try:
-            raw_key = parts[1].decode("ascii")
-        except UnicodeDecodeError:
-            raise AuthenticationFailed("Invalid or revoked API key.") from None
-        key = api_key_find_active(raw_key=raw_key)
-        if key is None:
-            raise AuthenticationFailed("Invalid or revoked API key.")
-        api_key_touch(key=key)
-        return key, key
+        key = api_key_from_authorization(get_authorization_header(request))
+        return (key, key) if key is not None else None
 
     def authenticate_header(self, request) -> str:
         # Having a challenge makes DRF answer 401 (not 403) to a missing or bad key.
@@ -85,3 +93,12 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
         if not isinstance(request.auth, ApiKey):
             return None
         return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}
+
+
+def rate_limit_wait(key: ApiKey) -> float | None:
+    """Count one request against the key's API_RATE_LIMIT, in the same budget as the REST API:
+    None when it is allowed, else the seconds to wait (for endpoints outside DRF, like /mcp)."""
+    throttle = ApiKeyRateThrottle()
+    if throttle.allow_request(SimpleNamespace(auth=key), None):
+        return None
+    return throttle.wait() or 1.0

@@ -155,6 +155,25 @@ def list_params(
     return {name: value for name, value in params.items() if value is not None}
 
 
+def audit_params(
+    *,
+    start: datetime | str | None,
+    end: datetime | str | None,
+    decision: str | None,
+    event: str | None,
+    actor: str | None,
+) -> dict[str, str]:
+    """Filters of GET /audit/events and /audit/export.csv: `from` <= time < `to`."""
+    params = {
+        "from": start.isoformat() if isinstance(start, datetime) else start,
+        "to": end.isoformat() if isinstance(end, datetime) else end,
+        "decision": decision,
+        "event": event,
+        "actor": actor,
+    }
+    return {name: value for name, value in params.items() if value is not None}
+
+
 def json_of(response: httpx.Response) -> dict[str, Any]:
     """The body of a successful answer, or the APIError the answer stands for."""
     if response.status_code >= 400:

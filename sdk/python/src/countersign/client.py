@@ -166,6 +166,44 @@ class Countersign:
             if not (cursor := page.next_cursor):
                 return
 
+    def export_audit_csv(
+        self,
+        *,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        decision: str | None = None,
+        event: str | None = None,
+        actor: str | None = None,
+    ) -> Iterator[bytes]:
+        """GET /audit/export.csv (a key with the audit scope), streamed: the file's bytes as they
+        arrive (UTF-8 with a byte order mark), events with `start` <= time < `end`. Getting the
+        answer is retried like any call; a transfer that breaks midway raises ConnectionFailed,
+        since a half-read file cannot be resumed."""
+        path = "/audit/export.csv"
+        params = _base.audit_params(start=start, end=end, decision=decision, event=event, actor=actor)
+        # The file takes as long as it takes: no read timeout once the answer has begun.
+        timeout = httpx.Timeout(self.settings.timeout, read=None)
+        retries = 0
+        while True:
+            response = None
+            try:
+                with self._http.stream("GET", path, params=params, timeout=timeout) as response:
+                    if not _base.should_retry(response) or retries >= self.settings.max_retries:
+                        if response.status_code >= 400:
+                            response.read()
+                            raise errors.error_from_response(response)
+                        try:
+                            yield from response.iter_bytes()
+                        except httpx.TransportError as exc:
+                            raise errors.ConnectionFailed(f"GET {path} broke off: {exc!r}") from exc
+                        return
+            except httpx.TransportError as exc:
+                if retries >= self.settings.max_retries:
+                    raise errors.ConnectionFailed(f"GET {path}: {exc!r}") from exc
+                response = None
+            retries += 1
+            self._sleep(self.settings.retry_delay(retries, response))
+
     def request_approval(
         self,
         action: str,
