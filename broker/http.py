@@ -17,7 +17,9 @@ MAX_JSON_DEPTH = 32
 
 
 def _oversized_body(request):
-    """A 413 from the Content-Length alone, before anything reads the body; else None."""
+    """A 413 from the Content-Length alone, before anything reads the body; else None. Under
+    ASGI, broker.asgi_body.BoundedBody has given a chunked body its Content-Length, and cut one
+    over the limit at limit + 1 bytes, so this is where every oversized body is answered."""
     raw = request.META.get("CONTENT_LENGTH") or "0"
     try:
         length = int(raw)

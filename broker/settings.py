@@ -178,7 +178,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
 
-# Request bodies: the API refuses anything larger with a 413 before reading it.
+# Request bodies: anything larger is a 413, chunked or not (broker.asgi_body, broker.http).
 MAX_REQUEST_BODY_BYTES = 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
