@@ -9,9 +9,12 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from broker.asgi_body import BoundedBody
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "broker.settings")
 
-django_application = get_asgi_application()
+# Request bodies are read, chunked or not and at most 1 MiB, before Django sees the request.
+django_application = BoundedBody(get_asgi_application())
 
 from broker.mcp_http import endpoint as mcp_endpoint  # noqa: E402  (needs Django set up)
 from broker.mcp_http import is_mcp_path  # noqa: E402

@@ -76,18 +76,10 @@ def api_exception_handler(exc: Exception, context: dict) -> JsonResponse | None:
         return error_response(404, "not_found", "Not found.")
     if isinstance(exc, DjangoPermissionDenied):
         return error_response(403, "forbidden", "You do not have permission to do this.")
-    if isinstance(exc, OperationalError | InterfaceError):
-        # The database went away mid-request: the transaction rolled back, so nothing was
-        # stored, and the client may retry.
-        logger.warning("database unavailable: %s", exc)
-        return error_response(
-            503,
-            "unavailable",
-            "The database is unavailable; retry shortly.",
-            headers={"Retry-After": "5"},
-        )
     if not isinstance(exc, drf.APIException):
-        return None  # a bug: Django logs it and handler500 answers in JSON
+        # A database error goes on to DatabaseUnavailableMiddleware (a 503, for every view
+        # alike); anything else is a bug: Django logs it and handler500 answers in JSON.
+        return None
 
     headers = {}
     if auth_header := getattr(exc, "auth_header", None):
@@ -112,11 +104,50 @@ def api_exception_handler(exc: Exception, context: dict) -> JsonResponse | None:
 HTML_PATH_PREFIXES = ("/a/",)
 
 
+def _page(request, template: str, context: dict, status: int, headers: dict | None = None) -> HttpResponse:
+    response = render(request, template, context, status=status)
+    # An approval page's URL is a credential: never leak it in a Referer, never cache the page.
+    for name, value in {
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+        **(headers or {}),
+    }.items():
+        response[name] = value
+    return response
+
+
 def error_for(request, status: int, code: str, message: str, title: str = "") -> HttpResponse:
     if request.path.startswith(HTML_PATH_PREFIXES):
         context = {"title": title or message, "message": "" if not title else message}
-        return render(request, "approvals/problem.html", context, status=status)
+        return _page(request, "approvals/problem.html", context, status)
     return error_response(status, code, message)
+
+
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+RETRY_AFTER_SECONDS = 5
+
+
+def _resubmittable_form(request) -> list[tuple[str, str]]:
+    """The fields of a form POST, to send again as they were; none if the body is unreadable."""
+    if request.method != "POST":
+        return []
+    try:
+        return [(name, value) for name, values in request.POST.lists() for value in values]
+    except Exception:  # too large, too many fields, a broken upload: the page simply has no form
+        return []
+
+
+def database_unavailable(request, exc: Exception) -> HttpResponse:
+    """503 with Retry-After for a request the database failed: gone mid-request, restarting,
+    refusing connections. Services run in transactions, so whatever the request began was
+    rolled back, and the same request may simply be sent again. An approver who was confirming
+    gets a page that says so, with a button that sends the same answer again."""
+    logger.warning("database unavailable: %s", exc)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if request.path.startswith(HTML_PATH_PREFIXES):
+        context = {"resend": _resubmittable_form(request), "retry_after": RETRY_AFTER_SECONDS}
+        return _page(request, "approvals/unavailable.html", context, 503, headers)
+    return error_response(503, "unavailable", "The database is unavailable; retry shortly.", headers=headers)
 
 
 def json_bad_request(request, exception=None) -> HttpResponse:

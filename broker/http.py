@@ -1,4 +1,5 @@
-"""Request-level guards shared by every endpoint: body size and strict JSON."""
+"""Request-level guards shared by every endpoint: body size, strict JSON, and the database
+being unavailable."""
 
 import json
 import math
@@ -6,16 +7,19 @@ import math
 from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.utils.decorators import sync_and_async_middleware
+from django.utils.deprecation import MiddlewareMixin
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from broker.errors import PayloadTooLarge, error_for
+from broker.errors import DATABASE_ERRORS, PayloadTooLarge, database_unavailable, error_for
 
 MAX_JSON_DEPTH = 32
 
 
 def _oversized_body(request):
-    """A 413 from the Content-Length alone, before anything reads the body; else None."""
+    """A 413 from the Content-Length alone, before anything reads the body; else None. Under
+    ASGI, broker.asgi_body.BoundedBody has given a chunked body its Content-Length, and cut one
+    over the limit at limit + 1 bytes, so this is where every oversized body is answered."""
     raw = request.META.get("CONTENT_LENGTH") or "0"
     try:
         length = int(raw)
@@ -42,6 +46,17 @@ def BodySizeLimitMiddleware(get_response):
             return _oversized_body(request) or get_response(request)
 
     return middleware
+
+
+class DatabaseUnavailableMiddleware(MiddlewareMixin):
+    """Any view, API or approval page, that the database fails (gone mid-request, restarting,
+    refusing connections) answers 503 with Retry-After, in the shape its caller reads (JSON,
+    or a page for approvers), instead of a 500. MiddlewareMixin serves sync and async alike."""
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, DATABASE_ERRORS):
+            return database_unavailable(request, exception)
+        return None
 
 
 def _finite_float(text: str) -> float | int:

@@ -86,6 +86,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "broker.http.BodySizeLimitMiddleware",
+    "broker.http.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Async-native: under uvicorn a sync-only middleware would pin a thread per request,
     # and a long-poll holds its request for up to 60 s.
@@ -136,9 +137,21 @@ else:
         "pool": {
             "min_size": 1,
             "max_size": int(env_float("DATABASE_POOL_SIZE", 10, minimum=1)),
-            "timeout": 10,
+            # How long a request waits for a connection before it answers 503 (Retry-After):
+            # all of them busy, or PostgreSQL unreachable.
+            "timeout": env_float("DATABASE_POOL_TIMEOUT", 5, minimum=0.1),
+            # psycopg retries a failed connection with a growing backoff (1 s, 2 s, 4 s, …) for
+            # this long, and meanwhile makes no other attempt: its default of 5 minutes would
+            # leave requests failing for up to half an outage's length after PostgreSQL is back.
+            # Given up soon, the next request starts a new attempt at once.
+            "reconnect_timeout": 2,
         }
     }
+    # The pool checks each connection before handing it out: after a restart or a failover
+    # its idle connections are dead, and without the check a request would get one and fail.
+    # broker.postgresql is Django's backend with a pool that drains itself when a check fails.
+    DATABASES["default"]["ENGINE"] = "broker.postgresql"
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -185,7 +198,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
 
-# Request bodies: the API refuses anything larger with a 413 before reading it.
+# Request bodies: anything larger is a 413, chunked or not (broker.asgi_body, broker.http).
 MAX_REQUEST_BODY_BYTES = 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 

@@ -6,9 +6,18 @@ import re
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
-_SLACK = re.compile(r"^slack:(?:[UWCG][A-Z0-9]{2,20}|#[a-z0-9][a-z0-9._-]{0,79})$")
-_GROUP = re.compile(r"^group:([A-Za-z0-9][A-Za-z0-9_-]{0,63})$")
+_SLACK_ID = r"slack:(?:[UWCG][A-Z0-9]{2,20}|#[a-z0-9][a-z0-9._-]{0,79})"
+_GROUP_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
+_SLACK = re.compile(rf"^{_SLACK_ID}$")
+_GROUP = re.compile(rf"^group:({_GROUP_NAME})$")
 MAX_ADDRESS_LENGTH = 320
+
+# What the OpenAPI schema promises an address looks like: the Slack and group forms exactly,
+# and emails in the common dot-atom form that Django's validate_email accepts (it accepts a
+# few more: quoted names, IP literals, internationalised domains).
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL = rf"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@{_LABEL}(?:\.{_LABEL})*\.[A-Za-z]{{2,63}}"
+ADDRESS_PATTERN = rf"^(?:{_EMAIL}|{_SLACK_ID}|group:{_GROUP_NAME})$"
 
 
 def parse_address(raw: str) -> tuple[str, str]:

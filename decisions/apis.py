@@ -22,7 +22,10 @@ from decisions.serializers import DecisionCreateInput, DecisionListFilters, Deci
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    str,
+    # What _idempotency_key takes, in ASCII (header bytes beyond it are Latin-1 to Django,
+    # hardly what a client means): 1 to 255 printable characters, not starting or ending with
+    # a space (HTTP drops those).
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~](?:[ -~]*[!-~])?$"},
     OpenApiParameter.HEADER,
     description="Same key and body: the first decision again (200). Same key, other body: 409.",
 )
@@ -99,7 +102,7 @@ class DecisionListCreateApi(APIView):
 MAX_WAIT_SECONDS = 60
 WAIT_PARAMETER = OpenApiParameter(
     "wait",
-    float,
+    {"type": "number", "format": "double", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
     OpenApiParameter.QUERY,
     description="Hold the request up to this many seconds (0 to 60) until the decision leaves pending.",
 )

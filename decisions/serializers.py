@@ -1,11 +1,14 @@
 """Shapes of the decision API: strict input validation, and the decision object."""
 
+from typing import ClassVar
+
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from broker.fields import JSONObjectField, StrictBooleanField, StrictCharField, StrictNumberField
-from decisions.addresses import parse_address
+from broker.schema import SchemaRules
+from decisions.addresses import ADDRESS_PATTERN, MAX_ADDRESS_LENGTH, parse_address
 from decisions.models import Decision, OnTimeout, ResponseType, Status, Urgency
 from notifications.ssrf import check_callback_url
 
@@ -13,9 +16,19 @@ MAX_APPROVERS = 50
 MAX_TIMEOUT_MINUTES = 365 * 24 * 60
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_ADDRESS_LENGTH,
+        "pattern": ADDRESS_PATTERN,
+        "description": "an email address, slack:U123ABC, slack:#channel or group:<name> (a group "
+        "the organization has)",
+    }
+)
 class ApproverField(StrictCharField):
     def __init__(self, **kwargs):
-        super().__init__(max_length=320, **kwargs)
+        super().__init__(max_length=MAX_ADDRESS_LENGTH, **kwargs)
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
@@ -52,9 +65,18 @@ class StageInput(serializers.Serializer):
     quorum = QuorumField(default="any")
 
 
-class EscalationLevelInput(serializers.Serializer):
+# Numbers that must be more than 0, and less than the longest timeout, as OpenAPI 3.0 says it.
+MORE_THAN_0 = {"minimum": 0, "exclusiveMinimum": True}
+BEFORE_THE_LONGEST_TIMEOUT = {**MORE_THAN_0, "maximum": MAX_TIMEOUT_MINUTES, "exclusiveMaximum": True}
+
+
+class EscalationLevelInput(SchemaRules, serializers.Serializer):
+    """One escalation level: who else is asked, and how long after the start."""
+
     after_minutes = StrictNumberField(min_value=0.0)
     approvers = approver_list()
+
+    schema_properties: ClassVar[dict] = {"after_minutes": BEFORE_THE_LONGEST_TIMEOUT}
 
     def validate_after_minutes(self, value):
         if value <= 0:
@@ -62,8 +84,10 @@ class EscalationLevelInput(serializers.Serializer):
         return value
 
 
-class StrictSerializer(serializers.Serializer):
+class StrictSerializer(SchemaRules, serializers.Serializer):
     """Refuses fields it does not know: a typo such as "timeout_minute" must not be ignored."""
+
+    refuses_unknown_fields = True
 
     def to_internal_value(self, data):
         if isinstance(data, dict) and (unknown := sorted(set(data) - set(self.fields))):
@@ -103,6 +127,17 @@ def _levels_in_order(levels: list[dict]) -> list[dict]:
     return levels
 
 
+_JSON_OBJECT = (
+    "Any JSON object, at most 32 levels deep; no string in it (keys included) may contain NUL (\\u0000)."
+)
+_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+_PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_CALLBACK_URL = rf"^https?://{_HOST}(?::{_PORT})?(?:[/?#][!-~]*)?$"
+# A character that str.strip() keeps: no NUL, nor space as Python's \s or ECMAScript's counts it.
+_KEPT = "[^\\s\\x00\\x1c-\\x1f\\x85\\ufeff]"
+_ALLOW_EDIT = {"required": ["allow_edit"], "properties": {"allow_edit": {"enum": [True]}}}
+
+
 class DecisionCreateInput(StrictSerializer):
     action = StrictCharField(min_length=1, max_length=500, trim_whitespace=False)
     context = StrictCharField(max_length=20_000, allow_blank=True, trim_whitespace=False, default="")
@@ -126,6 +161,76 @@ class DecisionCreateInput(StrictSerializer):
     )
     callback_url = StrictCharField(max_length=2000, required=False)
     metadata = JSONObjectField(default=dict)
+
+    # What validate() and decision_create check beyond the fields, as far as JSON Schema can say
+    # it. It cannot compare one field with another; those rules are in the descriptions.
+    schema_properties: ClassVar[dict] = {
+        "action": {"pattern": f"^[^\\x00]*{_KEPT}[^\\x00]*$"},  # not blank
+        "details": {"description": _JSON_OBJECT},
+        "metadata": {"description": _JSON_OBJECT + " Echoed back untouched."},
+        "approvers": {"description": "Use approver, approvers or stages, not two of them."},
+        "quorum": {
+            "description": "A number is at most the people who could approve: the approvers, "
+            "groups expanded, and those of the escalation. Not with stages (each has its own)."
+        },
+        "stages": {"description": "Sequential sign-off; instead of approver or approvers."},
+        "options": {
+            # Each is stripped of surrounding space by the server: without any, uniqueItems holds.
+            "items": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 64,
+                "pattern": f"^{_KEPT}(?:[^\\x00]*{_KEPT})?$",
+            },
+            "uniqueItems": True,
+            "description": "Not with response: text.",
+        },
+        "allow_edit": {"description": 'Needs an "approve" option; not with response: text.'},
+        "timeout_minutes": {
+            **MORE_THAN_0,
+            "description": "Default: the organization's. Later than every escalation level and reminder.",
+        },
+        "escalation": {
+            "description": "In order of after_minutes, each later than the last, all before the timeout."
+        },
+        "reminders": {
+            "items": {"type": "number", "format": "double", **BEFORE_THE_LONGEST_TIMEOUT},
+            "description": "Minutes after the start, each before the timeout.",
+        },
+        "callback_url": {
+            "format": "uri",
+            "pattern": _CALLBACK_URL,
+            "description": "http(s), no credentials; its host must resolve to public addresses only "
+            "(unless the operator sets CALLBACK_ALLOW_PRIVATE=1).",
+        },
+    }
+    schema_rules: ClassVar[dict] = {
+        "description": "At least one of approver, approvers or stages, unless a policy of the "
+        "organization routes the decision.",
+        "not": {
+            "anyOf": [
+                {"required": ["approver", "approvers"]},
+                {"required": ["approver", "stages"]},
+                {"required": ["approvers", "stages"]},
+                {"required": ["stages", "quorum"]},
+            ]
+        },
+        "allOf": [
+            {  # a text response has no options and cannot be edited
+                "anyOf": [
+                    {"not": {"required": ["response"], "properties": {"response": {"enum": ["text"]}}}},
+                    {"not": {"anyOf": [{"required": ["options"]}, _ALLOW_EDIT]}},
+                ]
+            },
+            {  # editing needs an "approve" option
+                "anyOf": [
+                    {"not": _ALLOW_EDIT},
+                    {"not": {"required": ["options"]}},
+                    {"properties": {"options": {"not": {"items": {"not": {"enum": ["approve"]}}}}}},
+                ]
+            },
+        ],
+    }
 
     def validate_action(self, value: str) -> str:
         if not value.strip():
@@ -189,7 +294,9 @@ class DecisionListFilters(StrictSerializer):
     status = serializers.ChoiceField(choices=Status.choices, required=False)
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
-    cursor = serializers.CharField(required=False)
+    cursor = serializers.CharField(
+        required=False, help_text="Opaque: the value in a page's next or previous link, as it is."
+    )
     limit = serializers.IntegerField(required=False, min_value=1, max_value=200)
 
 

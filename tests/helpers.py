@@ -2,8 +2,10 @@
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
+import uvicorn
 from django.db import close_old_connections, connection
 
 
@@ -61,3 +63,23 @@ def seal() -> int:
         time.sleep(0.05)
         sealed += seal_until_done()
     return sealed
+
+
+@contextmanager
+def serving(application, **config) -> Iterator[str]:
+    """An ASGI application under a real uvicorn server, on a free port, in a daemon thread of
+    this process (one event loop that outlives requests, as in production). Yields its base URL.
+    `config`: more of uvicorn.Config's options (http="h11", …)."""
+    config = uvicorn.Config(
+        application, host="127.0.0.1", port=0, lifespan="off", log_level="warning", access_log=False, **config
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started or not thread.is_alive(), timeout=30)
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,5 +1,6 @@
-"""PostgreSQL going away in the middle of POST /decisions: the agent gets a clear 503 it can
-retry, and nothing of the half-made decision is left behind.
+"""PostgreSQL going away in the middle of a request: POST /decisions, or an approver's confirm.
+The agent gets a clear 503 it can retry, the approver a page saying her answer was not
+recorded with a button that sends it again, and nothing half-made is left behind.
 
 The request's own database connection is terminated (pg_terminate_backend, from a second
 connection) while its transaction is open, just before a chosen statement: as a database
@@ -8,15 +9,19 @@ test's own database, is ever terminated.
 """
 
 import io
+import re
 from contextlib import contextmanager
 
 import psycopg
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.test import Client
 
 from audit.models import AuditEvent
-from decisions.models import ApprovalRequest, Decision
+from decisions.links import link_token
+from decisions.models import ApprovalRequest, Decision, Status
+from decisions.services import decision_create
 from notifications import tasks
 from notifications.models import Delivery
 from tests.conftest import ALICE, BOB, client_for
@@ -139,4 +144,78 @@ def test_the_database_lost_mid_request_is_a_503_and_leaves_no_partial_decision(a
         Delivery.objects.filter(decision=decision).values_list("pk", flat=True)
     )
     assert len(published) == 2
+    call_command("verify_audit", stdout=io.StringIO())
+
+
+# --- the approver's confirm ------------------------------------------------------------------
+
+
+REFUND_FIELDS = {"action": "Refund order #1042 for $120", "details": {"amount": 120}, "timeout_minutes": 30}
+
+
+@pytest.fixture
+def alice_link(transactional_db, acme_key, published) -> tuple[Decision, str]:
+    """Acme's agent asked alice (and bob) to sign off a refund: the decision and the path of
+    alice's Approve link, as her email carries it."""
+    decision, created = decision_create(
+        api_key=acme_key[0], stages=[{"approvers": [ALICE, BOB], "quorum": "any"}], **REFUND_FIELDS
+    )
+    assert created
+    return decision, f"/a/{link_token(decision.requests.get(address=ALICE), 'approve')}"
+
+
+def resend_form(page: str) -> dict[str, str]:
+    """The fields the page's "Try again" form would send."""
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page))
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        # Her request is marked answered; the decision row (approved: quorum "any") is next.
+        'UPDATE "decisions_decision"',
+        # Her answer and the decision's outcome are written; the audit events are next.
+        'INSERT INTO "audit_auditevent"',
+    ],
+    ids=["before-decision", "before-audit"],
+)
+def test_a_confirm_the_database_loses_is_a_503_page_that_sends_it_again(alice_link, statement):
+    decision, approve = alice_link
+    alice = Client(HTTP_USER_AGENT="Mozilla/5.0")
+    alice.raise_request_exception = False
+    audit_before = list(AuditEvent.objects.order_by("pk").values_list("pk", "content_hash"))
+
+    # when: the database goes away while her answer is being written
+    with connection_dies_before(statement) as killed:
+        response = alice.post(approve, {"confirm": "yes", "note": "Approved <b>once</b>"})
+
+    # then: a page, not a 500, says her answer was not recorded, and offers to send it again
+    assert killed, "the statement was never reached: the test did not test anything"
+    assert response.status_code == 503, response.content[:500]
+    assert response["Content-Type"].startswith("text/html")
+    assert int(response["Retry-After"]) > 0
+    assert response["Cache-Control"] == "no-store"
+    page = response.content.decode()
+    assert "Your answer was not recorded" in page
+    assert "try again" in page.lower()
+    assert resend_form(page) == {"confirm": "yes", "note": "Approved &lt;b&gt;once&lt;/b&gt;"}
+
+    # and nothing of it was written
+    alice_request = decision.requests.get(address=ALICE)
+    assert alice_request.state == ApprovalRequest.State.PENDING
+    decision.refresh_from_db()
+    assert decision.status == Status.PENDING
+    assert list(AuditEvent.objects.order_by("pk").values_list("pk", "content_hash")) == audit_before
+    call_command("verify_audit", stdout=io.StringIO())
+
+    # when: she presses "Try again"
+    again = alice.post(approve, {"confirm": "yes", "note": "Approved <b>once</b>"})
+
+    # then: her answer is recorded, once
+    assert again.status_code == 200, again.content[:500]
+    alice_request.refresh_from_db()
+    assert alice_request.state == ApprovalRequest.State.ANSWERED
+    assert alice_request.note == "Approved <b>once</b>"
+    decision.refresh_from_db()
+    assert decision.status == Status.APPROVED
     call_command("verify_audit", stdout=io.StringIO())

@@ -105,3 +105,36 @@ def test_docs_assets_are_shipped_with_the_app(db):
     for url in docs_assets(html):
         assert url.startswith("/static/"), url
         assert finders.find(url.removeprefix("/static/")), url
+
+
+def test_openapi_states_what_the_create_endpoint_refuses(db):
+    """What the server refuses is in the schema, so that a client (or a fuzzer) built from it
+    sends what is taken. tests/test_fuzz_api.py checks the whole of it against the server."""
+    schema = client_for(None).get("/openapi.json").json()
+    operation = schema["paths"]["/decisions"]["post"]
+    body = schema["components"]["schemas"]["DecisionCreateInputRequest"]
+    properties = body["properties"]
+
+    assert body["additionalProperties"] is False  # unknown fields are refused
+    assert body["required"] == ["action"]
+    assert {"required": ["approver", "approvers"]} in body["not"]["anyOf"]
+    assert re.fullmatch(properties["action"]["pattern"], "Refund $120")
+    assert not re.fullmatch(properties["action"]["pattern"], " \t ")
+    address = properties["approver"]["pattern"]
+    for ok in ("alice@example.com", "slack:U123ABC", "slack:#ops", "group:finance"):
+        assert re.fullmatch(address, ok), ok
+    for refused in ("alice", "slack:alice", "group:", "alice@example"):
+        assert not re.fullmatch(address, refused), refused
+    assert properties["options"]["uniqueItems"] is True
+    assert (properties["timeout_minutes"]["minimum"], properties["timeout_minutes"]["exclusiveMinimum"]) == (
+        0,
+        True,
+    )
+    assert properties["context"]["pattern"] == "^[^\\x00]*$"
+    assert not re.fullmatch(properties["callback_url"]["pattern"], "https://user:pw@example.com/hook")
+    (idempotency_key,) = (p for p in operation["parameters"] if p["name"] == "Idempotency-Key")
+    assert (idempotency_key["schema"]["minLength"], idempotency_key["schema"]["maxLength"]) == (1, 255)
+    (wait,) = (
+        p for p in schema["paths"]["/decisions/{decision_id}"]["get"]["parameters"] if p["name"] == "wait"
+    )
+    assert (wait["schema"]["minimum"], wait["schema"]["maximum"]) == (0, 60)
