@@ -30,7 +30,9 @@ class AuditFilters(StrictSerializer):
     def get_fields(self):
         # "from" is a Python keyword, so it cannot be declared in the class body.
         start = serializers.DateTimeField(
-            required=False, source="start", help_text="events at or after this time (ISO 8601)"
+            required=False,
+            source="start",
+            help_text="events at or after this time (ISO 8601); not after `to`",
         )
         return {"from": start, **super().get_fields()}
 
