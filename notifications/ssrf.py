@@ -7,7 +7,7 @@ changes in between (rebinding) cannot redirect the request. CALLBACK_ALLOW_PRIVA
 the address check for local development and tests.
 
 An IPv6 address that carries an IPv4 address (IPv4-mapped or -compatible, SIIT, NAT64, 6to4,
-Teredo) is delivered to that IPv4 address by a translator or relay, possibly one inside the
+Teredo, ISATAP) is delivered to that IPv4 address by a translator or relay, possibly one inside the
 operator's network, so it is judged as that IPv4 address.
 """
 
@@ -33,6 +33,9 @@ _IPV4_IN_LAST_32_BITS = tuple(
 # NAT64's local-use prefix (RFC 8215): only a translator of the operator's own answers there, and
 # where the IPv4 address sits depends on its local prefix length, so none of it is public.
 _NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
+# ISATAP's interface identifiers (the u bit clear or set): the router tunnels to the IPv4 address
+# in the last 32 bits, whatever the /64 prefix is.
+_ISATAP_INTERFACE_IDS = (bytes.fromhex("00005efe"), bytes.fromhex("02005efe"))
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
@@ -43,6 +46,8 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     if ip.sixtofour is not None:  # 2002:AABB:CCDD::/48
         return [ip.sixtofour]
     if any(ip in prefix for prefix in _IPV4_IN_LAST_32_BITS):
+        return [ipaddress.IPv4Address(ip.packed[-4:])]
+    if ip.packed[8:12] in _ISATAP_INTERFACE_IDS:  # <any /64>:0:5efe:a.b.c.d (RFC 5214)
         return [ipaddress.IPv4Address(ip.packed[-4:])]
     return []
 

@@ -281,6 +281,9 @@ IPV6_SPELLINGS_OF_PRIVATE_IPV4 = {
     "teredo-loopback-client": f"{TEREDO}:80ff:fffe",
     "teredo-metadata-client": f"{TEREDO}:5601:5601",
     "teredo-private-server": "2001:0:a00:1:8000:63bf:f7f7:f7f7",
+    # ISATAP: any prefix, public ones included; the interface id ::0:5efe / ::200:5efe then v4
+    "isatap-metadata": "2a00:1450:4001::5efe:a9fe:a9fe",
+    "isatap-private": "2a00:1450:4001::200:5efe:10.0.0.1",
 }
 
 
@@ -293,8 +296,14 @@ def test_ipv6_spellings_of_private_or_metadata_ipv4_addresses_are_not_public(add
 
 @pytest.mark.parametrize(
     "address",
-    ["64:ff9b::8.8.8.8", "2002:808:808::1", "::ffff:0:8.8.8.8", f"{TEREDO}:f7f7:f7f7"],
-    ids=["nat64", "6to4", "siit", "teredo"],
+    [
+        "64:ff9b::8.8.8.8",
+        "2002:808:808::1",
+        "::ffff:0:8.8.8.8",
+        f"{TEREDO}:f7f7:f7f7",
+        "2a00:1450:4001::200:5efe:8.8.8.8",
+    ],
+    ids=["nat64", "6to4", "siit", "teredo", "isatap"],
 )
 def test_ipv6_spellings_of_public_ipv4_addresses_are_public(address):
     # Judged as the IPv4 address they carry (8.8.8.8), not refused wholesale.
