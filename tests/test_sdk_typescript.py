@@ -179,17 +179,22 @@ def _counts(output: str) -> dict[str, int]:
 
 
 def test_the_typescript_sdk_passes_its_node_tests_against_the_live_service(
-    sdk_built, live_server, acme, acme_key, alice_on_call, celery_worker
+    sdk_built, live_server, acme, acme_key, alice_on_call, celery_worker, tmp_path
 ):
     env = _node_env(live_server, acme, acme_key, COUNTERSIGN_TEST_ALICE=alice_on_call)
+    log = tmp_path / "npm-test.log"
 
-    result = subprocess.run(
-        ["npm", "test"], cwd=sdk_built, env=env, capture_output=True, text=True, timeout=600, check=False
-    )
+    with log.open("w") as out:
+        try:
+            returncode = subprocess.run(
+                ["npm", "test"], cwd=sdk_built, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=600
+            ).returncode
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"npm test did not finish in 10 minutes; its output so far:\n{log.read_text()}")
 
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    counts = _counts(result.stdout)
+    output = log.read_text()
+    assert returncode == 0, output
+    counts = _counts(output)
     print(f"node --test: {counts}")
     assert counts.get("fail") == 0, output
     assert counts.get("skipped", 0) == 0, output

@@ -14,9 +14,9 @@ import {
   type Decision,
 } from "countersign";
 
-import { aliceAnswers, client, later, live, runId, skip } from "./live.js";
+import { aliceAnswers, client, later, live, runId, liveSuite } from "./live.js";
 
-describe("asking and reading back", { skip }, () => {
+describe("asking and reading back", liveSuite, () => {
   test("create answers with a pending decision that get reads back", async () => {
     const agent = client();
     const asked = await agent.create({
@@ -82,7 +82,7 @@ describe("asking and reading back", { skip }, () => {
   });
 });
 
-describe("errors carry the service's error body", { skip }, () => {
+describe("errors carry the service's error body", liveSuite, () => {
   test("invalid input is an InvalidRequest naming the field", async () => {
     const error = await client()
       .create({ action: "Refund", approver: live.approver, timeout_minutes: -5 })
@@ -133,7 +133,7 @@ describe("errors carry the service's error body", { skip }, () => {
   });
 });
 
-describe("waiting for the answer", { skip }, () => {
+describe("waiting for the answer", liveSuite, () => {
   test("wait long-polls and answers within moments of alice's click", async () => {
     const agent = client();
     const asked = await agent.create({ action: "Deploy v1.2 to prod", approver: live.approver });
@@ -189,7 +189,7 @@ describe("waiting for the answer", { skip }, () => {
   });
 });
 
-describe("requestApproval: ask, then wait for the outcome", { skip }, () => {
+describe("requestApproval: ask, then wait for the outcome", liveSuite, () => {
   test("alice approves with a note", async () => {
     let created: Decision | undefined;
 
@@ -260,7 +260,7 @@ describe("requestApproval: ask, then wait for the outcome", { skip }, () => {
   });
 });
 
-describe("cancel", { skip }, () => {
+describe("cancel", liveSuite, () => {
   test("a pending decision is cancelled once; cancelling again is a Conflict", async () => {
     const agent = client();
     const asked = await agent.create({ action: "Deploy v1.2 to prod", approver: live.approver });
@@ -284,7 +284,7 @@ describe("cancel", { skip }, () => {
   });
 });
 
-describe("listing", { skip }, () => {
+describe("listing", liveSuite, () => {
   test("list pages newest first; iterDecisions follows the cursors; filters apply", async () => {
     const agent = client();
     const run = runId();

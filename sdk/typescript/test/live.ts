@@ -41,6 +41,12 @@ export const skip: string | false = missing.length
   ? `needs a live Countersign (${missing.join(", ")}); run tests/test_sdk_typescript.py in the repository`
   : false;
 
+/**
+ * Options for each live `describe`: skipped without a service, and a test that hangs fails
+ * by its name after two minutes instead of holding the whole run.
+ */
+export const liveSuite = { skip, timeout: 120_000 };
+
 export function client(options: ClientOptions = {}): Countersign {
   return new Countersign({ baseUrl: live.url, apiKey: live.apiKey, ...options });
 }

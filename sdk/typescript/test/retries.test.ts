@@ -11,7 +11,7 @@ import { after, before, describe, test } from "node:test";
 
 import { ConnectionFailed, RateLimited, ServerError } from "countersign";
 
-import { client, live, runId, skip } from "./live.js";
+import { client, live, runId, liveSuite } from "./live.js";
 
 /** What the proxy does with one request. */
 type Fate =
@@ -88,7 +88,7 @@ class FlakyProxy {
   }
 }
 
-describe("retries", { skip }, () => {
+describe("retries", liveSuite, () => {
   const proxy = new FlakyProxy();
   before(() => proxy.start());
   after(() => proxy.stop());

@@ -13,7 +13,7 @@ import { after, before, describe, test } from "node:test";
 import { type WebhookEvent, WebhookVerificationError, verifyWebhook } from "countersign";
 import { Webhook } from "standardwebhooks";
 
-import { aliceAnswers, client, live, skip } from "./live.js";
+import { aliceAnswers, client, live, liveSuite } from "./live.js";
 
 interface Delivery {
   body: Buffer;
@@ -71,7 +71,7 @@ class Receiver {
   }
 }
 
-describe("callbacks", { skip }, () => {
+describe("callbacks", liveSuite, () => {
   const receiver = new Receiver();
   let approved: Delivery;
 
