@@ -6,6 +6,7 @@ var/, and email printed to the console.
 
 import os
 import secrets
+import time
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,15 +32,26 @@ VAR_DIR.mkdir(exist_ok=True)
 DEBUG = env_bool("DEBUG", False)
 
 
+def _kept_in_var(name: str, generate) -> str:
+    """A secret generated once and kept in var/<name> (one machine, development). Created with
+    O_EXCL, so processes starting together (web, worker, beat) all end up with the same one."""
+    path = VAR_DIR / name
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # another process is writing it: wait for its content
+            if text := path.read_text().strip():
+                return text
+            time.sleep(0.02)
+        raise
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(generate())
+    return path.read_text().strip()
+
+
 def _secret_key() -> str:
     """SECRET_KEY from the environment, else one generated once and kept in var/ (one machine)."""
-    if key := env_str("SECRET_KEY"):
-        return key
-    path = VAR_DIR / "secret_key"
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(50))
-    return path.read_text().strip()
+    return env_str("SECRET_KEY") or _kept_in_var("secret_key", lambda: secrets.token_urlsafe(50))
 
 
 SECRET_KEY = _secret_key()
@@ -48,15 +60,9 @@ SECRET_KEY = _secret_key()
 def _audit_signing_key() -> str:
     """AUDIT_SIGNING_KEY from the environment, else one generated once and kept in var/ (one
     machine, development): the Ed25519 key that signs audit checkpoints (audit/signing.py)."""
-    if key := env_str("AUDIT_SIGNING_KEY"):
-        return key
-    path = VAR_DIR / "audit_signing_key"
-    if not path.exists():
-        from audit.signing import new_private_key_text
+    from audit.signing import new_private_key_text
 
-        path.touch(mode=0o600)
-        path.write_text(new_private_key_text())
-    return path.read_text().strip()
+    return env_str("AUDIT_SIGNING_KEY") or _kept_in_var("audit_signing_key", new_private_key_text)
 
 
 AUDIT_SIGNING_KEY = _audit_signing_key()
