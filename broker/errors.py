@@ -158,8 +158,25 @@ def json_permission_denied(request, exception=None) -> HttpResponse:
     return error_for(request, 403, "forbidden", "You do not have permission to do this.")
 
 
+# Pages for people, where a 404 stays a page: the admin and the development outbox.
+HTML_AREAS = ("/admin/", "/dev/")
+
+
 def json_not_found(request, exception=None) -> HttpResponse:
-    return error_for(request, 404, "not_found", "Not found.")
+    """An unknown URL names itself and where the API is described; a known one whose object
+    does not exist (a view's Http404) says so the same way."""
+    shown = request.path if len(request.path) <= 200 else request.path[:200] + "…"
+    return error_for(
+        request, 404, "not_found", f"Nothing at {request.method} {shown}. The API is described at /docs."
+    )
+
+
+def debug_page_for_api_path(request, response) -> bool:
+    return (
+        response.status_code == 404
+        and response.get("Content-Type", "").startswith("text/html")
+        and not request.path.startswith(HTML_AREAS + HTML_PATH_PREFIXES)
+    )
 
 
 def json_server_error(request) -> HttpResponse:

@@ -11,7 +11,14 @@ from django.utils.deprecation import MiddlewareMixin
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from broker.errors import DATABASE_ERRORS, PayloadTooLarge, database_unavailable, error_for
+from broker.errors import (
+    DATABASE_ERRORS,
+    PayloadTooLarge,
+    database_unavailable,
+    debug_page_for_api_path,
+    error_for,
+    json_not_found,
+)
 
 MAX_JSON_DEPTH = 32
 
@@ -46,6 +53,17 @@ def BodySizeLimitMiddleware(get_response):
             return _oversized_body(request) or get_response(request)
 
     return middleware
+
+
+class NotFoundInDebugMiddleware(MiddlewareMixin):
+    """With DEBUG on, Django answers an unknown URL with its HTML page listing every URL
+    pattern, before handler404 is asked. An agent (or a curl under `make dev`) gets the API's
+    JSON 404 all the same; the admin and the outbox keep their pages."""
+
+    def process_response(self, request, response):
+        if settings.DEBUG and debug_page_for_api_path(request, response):
+            return json_not_found(request)
+        return response
 
 
 class DatabaseUnavailableMiddleware(MiddlewareMixin):

@@ -91,6 +91,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "broker.http.NotFoundInDebugMiddleware",
     "broker.http.BodySizeLimitMiddleware",
     "broker.http.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",

@@ -49,6 +49,32 @@ def test_post_to_unknown_url_is_404_json(api):
     assert_error(api.post("/decision", {"action": "x"}, format="json"), status=404, code="not_found")
 
 
+def test_an_unknown_url_says_what_was_asked_and_where_the_api_is(api):
+    message = api.post("/decision", {"action": "x"}, format="json").json()["error"]["message"]
+
+    assert message == "Nothing at POST /decision. The API is described at /docs."
+
+
+def test_under_debug_an_unknown_api_url_is_still_the_json_404_not_a_list_of_every_url(api, settings):
+    # `make dev` runs with DEBUG on, where Django's own 404 page lists every URL pattern
+    settings.DEBUG = True
+
+    response = api.get("/decisons")
+
+    assert_error(response, status=404, code="not_found")
+    assert response.json()["error"]["message"] == "Nothing at GET /decisons. The API is described at /docs."
+    assert b"URLconf" not in response.content
+
+
+def test_under_debug_the_admin_keeps_its_html_404(admin_client, settings):
+    settings.DEBUG = True
+
+    response = admin_client.get("/admin/no-such-page/")
+
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
+
+
 @pytest.mark.parametrize("length", [MIB + 1, 5 * MIB, 10**12], ids=["1MiB+1", "5MB", "1TB"])
 def test_declared_body_over_1_mib_is_413_before_it_is_read(api, length):
     """A client announcing a huge body is turned away at once: the server neither reads nor
