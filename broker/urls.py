@@ -6,6 +6,11 @@ from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 from broker.health import healthz
 from notifications import dev_outbox
 
+# The operator's console says whose it is, not which framework built it.
+admin.site.site_header = "Countersign"
+admin.site.site_title = "Countersign admin"
+admin.site.index_title = "Control panel"
+
 urlpatterns = [
     path("", include("decisions.urls")),
     path("", include("audit.urls")),

@@ -485,3 +485,10 @@ def test_decision_links_to_the_report_per_organization(admin_client, world):
     page = admin_client.get(reverse("admin:decisions_decision_changelist")).content.decode()
 
     assert reverse("admin:organizations_organization_report", args=[world.acme.pk]) in page
+
+
+def test_the_admin_is_countersigns_not_djangos(admin_client, world):
+    page = admin_client.get(reverse("admin:index")).content.decode()
+
+    assert "<title>Control panel | Countersign admin</title>" in page
+    assert "Django administration" not in page
