@@ -1,4 +1,4 @@
-"""Every error leaves as JSON: {"error": {"code", "message", "fields"}} (CONTRACT.md).
+"""Every error leaves as JSON: {"error": {"code", "message", "fields"}} (docs/API.md).
 
 Domain errors raised by services carry their own status and code; DRF's own errors (parse,
 auth, throttle, 404) are mapped here too, and so are Django's, for URLs outside DRF.

@@ -1,4 +1,4 @@
-"""Countersign settings: one module, read from the environment (see CONTRACT.md, "Operator settings").
+"""Countersign settings: one module, read from the environment (the README lists them).
 
 With nothing set, it runs on an embedded default: SQLite and a file-system Celery broker under
 var/, and email printed to the console.
@@ -223,7 +223,11 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Countersign API",
-    "DESCRIPTION": "Human approval for AI agents. See CONTRACT.md.",
+    "DESCRIPTION": (
+        "Human approval for AI agents: ask a person to sign off by email or Slack, wait (by '?wait=' "
+        "long-poll or a signed callback), and audit it. The full reference, with approver flows and "
+        "callbacks, is docs/API.md in the repository."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_AUTHENTICATION": [],
