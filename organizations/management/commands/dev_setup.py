@@ -1,3 +1,5 @@
+import json
+import os
 import secrets
 
 from django.conf import settings
@@ -5,7 +7,12 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from decisions.models import ApproverGroup, Policy
-from organizations.services import api_key_create, organization_get_or_create
+from organizations.models import ApiKey
+from organizations.services import api_key_create, api_key_hash, organization_get_or_create
+
+# The demo key and admin password, kept across `make dev` starts so what was printed (and
+# pasted into scripts) keeps working. Development only: a real deployment has no such file.
+CREDENTIALS_FILE = "dev_credentials.json"
 
 # The refund example's rules (sdk/python/examples/refund_agent.py): small refunds go through,
 # medium ones ask finance, large ones are urgent and escalate to the team lead.
@@ -42,6 +49,47 @@ DEMO_POLICIES = [
     },
 ]
 
+
+def _remembered() -> dict:
+    try:
+        return json.loads((settings.VAR_DIR / CREDENTIALS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember(credentials: dict) -> None:
+    path = settings.VAR_DIR / CREDENTIALS_FILE
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(credentials, handle)
+
+
+def _demo_key(organization, remembered: dict) -> str:
+    """The remembered key while it still works (not revoked, not deleted), else a new one."""
+    raw_key = remembered.get("api_key", "")
+    if raw_key and ApiKey.objects.filter(key_hash=api_key_hash(raw_key), revoked_at__isnull=True).exists():
+        return raw_key
+    return api_key_create(organization=organization, scopes=["decisions", "audit"], name="make dev")[1]
+
+
+YOURS = "(the one you set)"
+
+
+def _demo_admin(remembered: dict) -> str:
+    """The admin's password as printed before; if they changed it since, theirs stays (and is
+    not printed); a new admin, or one whose password was never printed, gets a new one."""
+    admin, created = get_user_model().objects.get_or_create(
+        username="admin", defaults={"is_staff": True, "is_superuser": True}
+    )
+    password = remembered.get("admin_password", "")
+    if not created and password:
+        return password if password == YOURS or admin.check_password(password) else YOURS
+    password = secrets.token_urlsafe(9)
+    admin.set_password(password)
+    admin.save(update_fields=["password"])
+    return password
+
+
 CURL = """curl -s -X POST {base}/decisions \\
   -H 'Authorization: Bearer {key}' \\
   -H 'Content-Type: application/json' \\
@@ -66,13 +114,9 @@ class Command(BaseCommand):
             if not Policy.objects.filter(organization=organization, name=rule["name"]).exists():
                 policy.full_clean()
                 policy.save()
-        admin_password = secrets.token_urlsafe(9)
-        admin, _ = get_user_model().objects.get_or_create(
-            username="admin", defaults={"is_staff": True, "is_superuser": True}
-        )
-        admin.set_password(admin_password)  # a fresh one each start, printed below: dev only
-        admin.save(update_fields=["password"])
-        _, raw_key = api_key_create(organization=organization, scopes=["decisions", "audit"], name="make dev")
+        remembered = _remembered()
+        raw_key, admin_password = _demo_key(organization, remembered), _demo_admin(remembered)
+        _remember({"api_key": raw_key, "admin_password": admin_password})
         base = settings.PUBLIC_BASE_URL
         self.stdout.write(
             "\n".join(
@@ -84,7 +128,8 @@ class Command(BaseCommand):
                     f" Admin: {base}/admin/  user admin, password {admin_password}",
                     " Demo rules: refunds under $50 are approved by policy, up to $500 go to",
                     " group:finance, above $500 are urgent and escalate (see /admin/decisions/policy/).",
-                    " Ask alice for sign-off:",
+                    " Ask alice for sign-off (named in the request, so the rules' routing to",
+                    ' group:finance does not apply; leave out "approver" to see it):',
                     "",
                     CURL.format(base=base, key=raw_key),
                     "",
