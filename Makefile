@@ -15,12 +15,13 @@ $(INSTALLED): pyproject.toml sdk/python/pyproject.toml
 install: $(INSTALLED)
 
 # Web, Celery worker and beat on the embedded default (SQLite + file-system broker under var/).
+# Ctrl-C stops all three; honcho then exits 130, which is how a stop is meant to end.
 dev: export DEBUG = 1
 dev: export CALLBACK_ALLOW_PRIVATE = 1
 dev: install
 	@$(PY) manage.py migrate --noinput -v 0
 	@$(PY) manage.py dev_setup
-	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho -f Procfile.dev start
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho -f Procfile.dev start || [ $$? -eq 130 ]
 
 test: install
 	$(VENV)/bin/pytest
