@@ -12,13 +12,15 @@ from rest_framework.views import APIView
 
 from audit import selectors, signing
 from audit.checkpoints import checkpoint_document
-from audit.export import EXPORT_COLUMNS, export_response
+from audit.decision_export import DECISION_COLUMNS, decision_export_chunks
+from audit.export import EXPORT_COLUMNS, csv_download, export_response
 from audit.serializers import (
     AuditEventListParams,
     AuditEventOutput,
     AuditFilters,
     CheckpointListParams,
     CheckpointOutput,
+    DecisionExportFilters,
 )
 from broker.pagination import StrictCursorPagination
 from broker.schema import error_responses
@@ -184,3 +186,32 @@ class AuditKeysApi(APIView):
                 ]
             }
         )
+
+
+class DecisionExportApi(APIView):
+    permission_classes = [HasAuditScope]
+    content_negotiation_class = JSONForErrors
+
+    @extend_schema(
+        operation_id="audit_decisions_csv",
+        description=(
+            "One row per decision, oldest first, streamed: who was asked (address, channel, stage "
+            "or escalation level, when notified), who answered what and when, the time to answer, "
+            "the escalations and the outcome. Columns: "
+            + ", ".join(f"`{column}`" for column in DECISION_COLUMNS)
+            + ". Times are UTC ISO 8601; cells are neutralised against spreadsheet formulas as in "
+            "the event export. The event export (`/audit/export.csv`) is the evidence; this is "
+            "the summary."
+        ),
+        parameters=[DecisionExportFilters],
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="The CSV file."),
+            **error_responses(400, 403),
+        },
+    )
+    def get(self, request):
+        filters = DecisionExportFilters(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        organization = request.auth.organization
+        chunks = decision_export_chunks(organization_id=organization.pk, **filters.validated_data)
+        return csv_download(request, chunks, filename=f"decisions-{organization.slug}")

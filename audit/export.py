@@ -159,10 +159,14 @@ def export_row(values: tuple, slugs: dict[int, str]) -> list[str]:
     return [("'" + cell) if cell[:1] in _ESCAPED_STARTS else cell for cell in cells]
 
 
-def header() -> bytes:
+def header_row(columns) -> bytes:
     buffer = io.StringIO()
-    csv.writer(buffer).writerow(EXPORT_COLUMNS)
+    csv.writer(buffer).writerow(columns)
     return (BOM + buffer.getvalue()).encode()
+
+
+def header() -> bytes:
+    return header_row(EXPORT_COLUMNS)
 
 
 def encode_rows(rows: Iterable[list[str]]) -> bytes:
@@ -201,16 +205,29 @@ def export_chunks(events: QuerySet[AuditEvent], *, slugs: dict[int, str]) -> Ite
         yield _encode(batch, slugs)
 
 
-async def _export_chunks_async(
-    events: QuerySet[AuditEvent], *, slugs: dict[int, str]
-) -> AsyncIterator[bytes]:
+async def _chunks_async(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
     # Under ASGI Django would read a synchronous iterator to its end into memory before
     # sending a byte. Each batch is fetched and formatted in the request's sync thread (the
     # same one for every batch), and the event loop only sends.
-    chunks = export_chunks(events, slugs=slugs)
     next_chunk = sync_to_async(next)
     while (chunk := await next_chunk(chunks, None)) is not None:
         yield chunk
+
+
+def csv_download(request: HttpRequest, chunks: Iterator[bytes], *, filename: str) -> StreamingHttpResponse:
+    """A streamed CSV download of `chunks`, asynchronous under ASGI."""
+    content: Iterable[bytes] | AsyncIterator[bytes] = chunks
+    if isinstance(getattr(request, "_request", request), ASGIRequest):
+        content = _chunks_async(chunks)
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+    return StreamingHttpResponse(
+        content,
+        content_type=CONTENT_TYPE,
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}-{stamp}.csv"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 def export_response(
@@ -218,16 +235,4 @@ def export_response(
 ) -> StreamingHttpResponse:
     """The events as a streamed CSV download. `slugs` maps the id of every organization to
     export to its slug; rows come organization by organization, each in chain order."""
-    if isinstance(getattr(request, "_request", request), ASGIRequest):
-        content: Iterable[bytes] | AsyncIterator[bytes] = _export_chunks_async(events, slugs=slugs)
-    else:
-        content = export_chunks(events, slugs=slugs)
-    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
-    return StreamingHttpResponse(
-        content,
-        content_type=CONTENT_TYPE,
-        headers={
-            "Content-Disposition": f'attachment; filename="audit-{name}-{stamp}.csv"',
-            "Cache-Control": "no-store",
-        },
-    )
+    return csv_download(request, export_chunks(events, slugs=slugs), filename=f"audit-{name}")

@@ -89,3 +89,24 @@ class CheckpointOutput(serializers.Serializer):
         help_text="the exact text that was signed: canonical JSON of the fields above"
     )
     signature = serializers.CharField(help_text="Ed25519 signature of `body` (UTF-8), base64url")
+
+
+class DecisionExportFilters(StrictSerializer):
+    """Decisions created at or after `from` and before `to`."""
+
+    to = serializers.DateTimeField(
+        required=False, source="end", help_text="decisions created before this time (ISO 8601), exclusive"
+    )
+
+    def get_fields(self):
+        start = serializers.DateTimeField(
+            required=False,
+            source="start",
+            help_text="decisions created at or after this time (ISO 8601); not after `to`",
+        )
+        return {"from": start, **super().get_fields()}
+
+    def validate(self, data: dict) -> dict:
+        if data.get("start") and data.get("end") and data["start"] > data["end"]:
+            raise serializers.ValidationError({"from": ["Must not be after `to`."]})
+        return data
