@@ -124,6 +124,11 @@ def decision_export_chunks(
         decisions = decisions.filter(created_at__gte=start)
     if end is not None:
         decisions = decisions.filter(created_at__lt=end)
+    yield from decision_rows_csv(decisions)
+
+
+def decision_rows_csv(decisions) -> Iterator[bytes]:
+    """Any queryset of decisions (the admin's filtered changelist, say) as CSV, header first."""
     yield header_row(DECISION_COLUMNS)
     for batch in decision_batches(decisions):
         yield encode_rows([decision_row(*item) for item in batch])

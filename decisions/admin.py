@@ -1,7 +1,12 @@
 from django.contrib import admin, messages
-from django.urls import reverse
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils.html import format_html
 
+from audit.decision_export import decision_rows_csv
+from audit.export import csv_download
 from audit.models import AuditEvent
 from decisions.models import ApprovalRequest, ApproverGroup, Decision, Policy, Status, Via
 from decisions.services import AlreadyResolved, decision_cancel
@@ -155,7 +160,28 @@ class DecisionAdmin(admin.ModelAdmin):
             (organization.slug, reverse("admin:organizations_organization_report", args=[organization.pk]))
             for organization in Organization.objects.order_by("slug")
         ]
-        return super().changelist_view(request, {**(extra_context or {}), "reports": reports})
+        can_export = request.user.has_perm("audit.export_auditevent")
+        extra = {"reports": reports, "can_export": can_export}
+        return super().changelist_view(request, {**(extra_context or {}), **extra})
+
+    def get_urls(self):
+        export = self.admin_site.admin_view(self.export_view)
+        return [path("export.csv", export, name="decisions_decision_export"), *super().get_urls()]
+
+    def export_view(self, request):
+        """The decisions the changelist shows, with its filters and search, one row each
+        (audit/decision_export.py). Who may export the audit trail may export this."""
+        if not (self.has_view_permission(request) and request.user.has_perm("audit.export_auditevent")):
+            raise PermissionDenied
+        request.GET = request.GET.copy()
+        request.GET.pop("p", None)  # every matching decision, not the page shown
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            self.message_user(request, "Those filters do not apply to decisions.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:decisions_decision_changelist"))
+        decisions = changelist.get_queryset(request)
+        return csv_download(request, decision_rows_csv(decisions), filename="decisions")
 
     @admin.action(description="Cancel selected pending decisions", permissions=["cancel"])
     def cancel(self, request, queryset):

@@ -3,7 +3,7 @@ it, and do nothing else. Vera from compliance is staff and in the group; that is
 
 import pytest
 from django.apps import apps as django_apps
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group, Permission, User
 from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
@@ -155,3 +155,32 @@ def test_an_operators_changes_to_the_group_are_kept(db):
 
     assert ensure_compliance_group(django_apps) is False
     assert not group.permissions.filter(codename="export_auditevent").exists()
+
+
+def test_vera_exports_the_decisions_she_filtered_one_row_each(vera, decision, acme_key):
+    from decisions.services import decision_create
+
+    decision_create(
+        api_key=acme_key[0], action="Deploy release 4.2", stages=[{"approvers": [ALICE], "quorum": "any"}]
+    )
+    changelist = vera.get(reverse("admin:decisions_decision_changelist")).content.decode()
+
+    response = vera.get(reverse("admin:decisions_decision_export"), {"q": "Refund"})
+
+    assert reverse("admin:decisions_decision_export") in changelist
+    assert response.status_code == 200
+    lines = b"".join(response.streaming_content).decode().splitlines()
+    assert lines[0].lstrip("\ufeff").startswith("decision_id,created_at,action,requested_by")
+    assert len(lines) == 2
+    assert lines[1].startswith(f"{decision.pk},")
+
+
+def test_a_viewer_without_the_export_permission_cannot_export_decisions(client, decision):
+    viewer = User.objects.create_user("victor", password="x", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_decision"))
+    client.force_login(viewer)
+
+    changelist = client.get(reverse("admin:decisions_decision_changelist")).content.decode()
+
+    assert client.get(reverse("admin:decisions_decision_export")).status_code == 403
+    assert reverse("admin:decisions_decision_export") not in changelist
