@@ -1,9 +1,10 @@
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
+from django.db import connection
 from django.db.models import F, QuerySet
 
-from audit.models import AuditCheckpoint, AuditEvent
+from audit.models import AuditCheckpoint, AuditEvent, AuditSeal
 
 # Keyset batches: each is its own indexed query (organization, seq > last), so a long export
 # holds no server-side cursor and costs the same per batch at row 1 and at row 1 000 000.
@@ -77,3 +78,13 @@ def audit_event_batches(
 def checkpoints_for(*, organization_id: int) -> QuerySet[AuditCheckpoint]:
     """An organization's checkpoints, newest first."""
     return AuditCheckpoint.objects.filter(organization_id=organization_id).order_by("-size")
+
+
+def unsealed_events() -> QuerySet[AuditEvent]:
+    """Events the sealer has yet to link, found the way the sealer finds them: only among those
+    written since its last run's horizon, so the query stays small however long the trail."""
+    horizon = AuditSeal.objects.order_by("-pk").values_list("horizon", flat=True).first() or 0
+    events = AuditEvent.objects.filter(link__isnull=True)
+    if connection.vendor == "postgresql":
+        return events.filter(txid__gte=horizon)
+    return events.filter(pk__gt=horizon)

@@ -125,6 +125,9 @@ TEMPLATES = [
     },
 ]
 
+# GET /metrics (Prometheus) answers only with this bearer token; unset, it is off (404).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+
 # PostgreSQL: the role the service runs as, when migrations run as another (the owner). Each
 # `migrate` grants it INSERT/SELECT only on the audit tables (broker/db_roles.py).
 DATABASE_APP_ROLE = env_str("DATABASE_APP_ROLE")

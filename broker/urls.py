@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from broker.health import healthz
+from broker.metrics import metrics
 from notifications import dev_outbox
 
 # The operator's console says whose it is, not which framework built it.
@@ -16,6 +17,7 @@ urlpatterns = [
     path("", include("audit.urls")),
     path("", include("notifications.urls")),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
     path("admin/", admin.site.urls),
