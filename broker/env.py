@@ -37,6 +37,15 @@ def env_bool(name: str, default: bool = False) -> bool:
     raise _fail(name, raw, "use 1/0, true/false, yes/no or on/off")
 
 
+def env_choice(name: str, default: str, choices: set[str]) -> str:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if raw.strip().lower() not in choices:
+        raise _fail(name, raw, f"use one of {', '.join(sorted(choices))}")
+    return raw.strip().lower()
+
+
 def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
     raw = os.environ.get(name)
     if raw is None:

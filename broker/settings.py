@@ -16,6 +16,7 @@ from kombu import Exchange, Queue
 from broker.env import (
     env_bool,
     env_cache,
+    env_choice,
     env_database,
     env_email,
     env_float,
@@ -342,10 +343,21 @@ CELERY_BEAT_SCHEDULE = {
     "audit-publish-checkpoints": {"task": "audit.publish_checkpoints", "schedule": 30.0},
 }
 
+# LOG_FORMAT=json: one JSON object per line (time, level, logger, message, and any `extra`
+# fields), for a log pipeline; plain text otherwise, for people.
+LOG_FORMAT = env_choice("LOG_FORMAT", "text", {"text", "json"})
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "timestamp": False,
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }

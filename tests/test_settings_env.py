@@ -1,6 +1,7 @@
 """Settings read the environment through helpers that fail loudly: a bad value stops start-up
 with a message naming the variable, instead of running with a silently wrong setting."""
 
+import json
 import os
 import subprocess
 import sys
@@ -183,3 +184,42 @@ def test_a_bad_setting_stops_start_up_naming_the_variable():
     assert "ImproperlyConfigured" in result.stderr
     assert "DEBUG" in result.stderr
     assert "maybe" in result.stderr
+
+
+def _log_line(**environment) -> subprocess.CompletedProcess:
+    """One warning logged by a process that starts Django with this environment."""
+    code = (
+        "import django, logging; django.setup(); "
+        "logging.getLogger('countersign.test').warning('sealed %s events', 3, extra={'organization': 7})"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "broker.settings", **environment},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_log_format_json_writes_one_json_object_per_line_with_the_extra_fields():
+    result = _log_line(LOG_FORMAT="json")
+
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "countersign.test" in line]
+    record = json.loads(line)
+    assert record["level"] == "WARNING"
+    assert record["logger"] == "countersign.test"
+    assert record["message"] == "sealed 3 events"
+    assert record["organization"] == 7
+    assert record["time"]
+
+
+def test_logs_are_plain_text_by_default_and_a_bad_log_format_stops_start_up():
+    plain = _log_line()
+    bad = _log_line(LOG_FORMAT="xml")
+
+    assert "WARNING countersign.test: sealed 3 events" in plain.stderr
+    assert bad.returncode != 0
+    assert "LOG_FORMAT='xml'" in bad.stderr
