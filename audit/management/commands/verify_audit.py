@@ -92,12 +92,7 @@ class Command(BaseCommand):
             )
 
     def _check_archive(self, path: Path, *, org, head_hash, against_database, external, keys) -> None:
-        verified, problems = [], []
-        for source, document in external:
-            try:
-                verified.append(verified_checkpoint(document, public_keys=keys, source=source))
-            except (ValueError, KeyError, TypeError) as exc:
-                problems.append(f"checkpoint {source} is not usable: {exc}")
+        verified, problems = _verified(external, keys)
         try:
             report = check_archive(path, checkpoints=verified)
         except (OSError, ValueError) as exc:
@@ -114,13 +109,7 @@ class Command(BaseCommand):
         if head_hash and spans and next(iter(spans.values())).last_hash != head_hash:
             problems.append(f"the file does not end at the recorded chain head {head_hash}")
         if against_database:
-            for organization_id, span in spans.items():
-                stored = sealed_events().filter(organization_id=organization_id, seq=span.last_seq)
-                if not stored.filter(hash=span.last_hash).exists():
-                    problems.append(
-                        f"organization {organization_id}: event #{span.last_seq} in the database does not "
-                        f"have the file's hash {span.last_hash}"
-                    )
+            problems += _database_disagreements(spans)
         for problem in problems:
             self.stderr.write(problem)
         if unlisted:
@@ -134,3 +123,26 @@ class Command(BaseCommand):
             )
         if verified:
             self.stdout.write(f"{report.checkpoints_checked} signed checkpoint(s) matched the file")
+
+
+def _verified(external, keys) -> tuple[list, list[str]]:
+    """The checkpoints kept outside whose signature verifies, and a problem for each other."""
+    verified, problems = [], []
+    for source, document in external:
+        try:
+            verified.append(verified_checkpoint(document, public_keys=keys, source=source))
+        except (ValueError, KeyError, TypeError) as exc:
+            problems.append(f"checkpoint {source} is not usable: {exc}")
+    return verified, problems
+
+
+def _database_disagreements(spans) -> list[str]:
+    problems = []
+    for organization_id, span in spans.items():
+        stored = sealed_events().filter(organization_id=organization_id, seq=span.last_seq)
+        if not stored.filter(hash=span.last_hash).exists():
+            problems.append(
+                f"organization {organization_id}: event #{span.last_seq} in the database does not "
+                f"have the file's hash {span.last_hash}"
+            )
+    return problems

@@ -118,6 +118,16 @@ def _is_json(value: Any) -> bool:
     return True
 
 
+def _described(action: str | Callable[..., str] | None, name: str, arguments: dict[str, Any]) -> str:
+    """The decision's action for one call: a function of the arguments, a format string of
+    them, or "Run <name>"."""
+    if callable(action):
+        return action(**arguments)
+    if action is not None:
+        return action.format(**arguments)
+    return f"Run {name}"
+
+
 def requires_approval(
     client: Countersign | AsyncCountersign | None = None,
     *,
@@ -148,12 +158,7 @@ def requires_approval(
             bound.apply_defaults()
             # Injected values (a runtime, a state) are not facts for a person to review.
             details = {k: v for k, v in bound.arguments.items() if _is_json(v)}
-            if callable(action):
-                what = action(**bound.arguments)
-            elif action is not None:
-                what = action.format(**bound.arguments)
-            else:
-                what = f"Run {name}"
+            what = _described(action, name, bound.arguments)
             return bound, what, {"details": details, "allow_edit": allow_edit, **fields}
 
         def approved_arguments(bound: inspect.BoundArguments, outcome: Outcome) -> inspect.BoundArguments:
