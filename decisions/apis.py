@@ -81,7 +81,8 @@ class DecisionListCreateApi(APIView):
             explicit=frozenset(request.data),
             **serializer.validated_data,
         )
-        decision = selectors.decision_get(organization_id=decision.organization_id, decision_id=decision.pk)
+        # The service's own objects: the insert returned the JSON as stored (StoredJSONField)
+        # and the new decision holds its requests, so this reads exactly as a later GET.
         return Response(DecisionOutput(decision).data, status=201 if created else 200)
 
     @extend_schema(

@@ -330,7 +330,16 @@ def _create(
         organization_id=organization.pk,
         entries=_created_entries(decision, api_key, rule) + asked_entries(decision, requests),
     )
+    _hold_requests(decision, requests)
     return decision
+
+
+def _hold_requests(decision: Decision, requests: list[ApprovalRequest]) -> None:
+    """Give a just-created decision its `requests` as if prefetched, so the caller can render
+    it without reading it back (what prefetch_related_objects stores, minus the query)."""
+    held = decision.requests.all()
+    held._result_cache, held._prefetch_done = list(requests), True
+    decision._prefetched_objects_cache = {"requests": held}
 
 
 def _create_decided_by_rule(
@@ -362,6 +371,7 @@ def _create_decided_by_rule(
     )
     decision.save(force_insert=True)
     _announce(decision, also=_created_entries(decision, api_key, rule))
+    _hold_requests(decision, [])  # nobody was asked
     return decision
 
 
