@@ -82,8 +82,10 @@ class DecisionListCreateApi(APIView):
             **serializer.validated_data,
         )
         # The service's own objects: the insert returned the JSON as stored (StoredJSONField)
-        # and the new decision holds its requests, so this reads exactly as a later GET.
-        return Response(DecisionOutput(decision).data, status=201 if created else 200)
+        # and a new decision carries its requests, so this reads exactly as a later GET.
+        requests = getattr(decision, "asked_at_creation", None) if created else None
+        output = DecisionOutput(decision, context={"requests": requests})
+        return Response(output.data, status=201 if created else 200)
 
     @extend_schema(
         operation_id="decisions_list",

@@ -99,7 +99,8 @@ def decision_create(
     at once, or route it; otherwise ask its first stage and enqueue their notifications.
 
     `explicit` names the request fields the agent sent: a routing rule fills in only the others
-    unless it overrides. Returns (decision, created). An Idempotency-Key seen before returns the
+    unless it overrides. Returns (decision, created); a created decision carries the requests
+    it made as `asked_at_creation`. An Idempotency-Key seen before returns the
     first decision with created=False when the fingerprint matches and raises
     IdempotencyConflict when it does not, also when two such requests race. Raises InvalidInput
     (nothing stored) when nobody is asked, for unknown groups, a quorum larger than the
@@ -335,11 +336,9 @@ def _create(
 
 
 def _hold_requests(decision: Decision, requests: list[ApprovalRequest]) -> None:
-    """Give a just-created decision its `requests` as if prefetched, so the caller can render
-    it without reading it back (what prefetch_related_objects stores, minus the query)."""
-    held = decision.requests.all()
-    held._result_cache, held._prefetch_done = list(requests), True
-    decision._prefetched_objects_cache = {"requests": held}
+    """Keep the requests a create made on the decision (`asked_at_creation`), so the caller
+    can render it without reading it back. A snapshot: `decision.requests` stays the live set."""
+    decision.asked_at_creation = list(requests)
 
 
 def _create_decided_by_rule(
