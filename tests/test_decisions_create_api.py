@@ -475,3 +475,15 @@ def test_a_decision_a_policy_settles_reads_byte_for_byte_as_a_later_get(api, acm
     assert created.json()["status"] == "approved"
     assert created.content == api.get(f"/decisions/{created.json()['id']}").content
     assert not _reads_of("decisions_decision", statements)
+
+
+def test_a_create_for_one_approver_takes_at_most_seven_statements(api):
+    # Issue 14: the key's lookup, the transaction, and one INSERT each for the decision, its
+    # request, the delivery and the audit events. Counted, never timed. The first create of
+    # the process also reads the policy rules and Slack settings, and marks the key used.
+    api.post("/decisions", REFUND, format="json")
+
+    response, statements = _create_sql(api, REFUND)
+
+    assert response.status_code == 201
+    assert len(statements) <= 7, "\n".join(statements)
