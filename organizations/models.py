@@ -27,7 +27,7 @@ class Organization(models.Model):
     # Raised by database triggers on every write to its policy rules or Slack settings, and
     # never lowered (organizations/migrations/0004): what per-process copies of those are
     # checked against (decisions/selectors.create_settings).
-    settings_version = models.BigIntegerField(default=0, editable=False)
+    settings_version = models.BigIntegerField(default=0, db_default=0, editable=False)
 
     def __str__(self) -> str:
         return self.slug

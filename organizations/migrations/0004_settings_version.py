@@ -4,7 +4,8 @@ change with the next request (decisions/selectors.create_settings).
 
 Triggers rather than Python: rules are also changed with QuerySet.update(), bulk deletes in
 the admin, or SQL, none of which passes through a model's save(). A third trigger keeps the
-version from going down when an organization saved from an older copy writes it back.
+version from going down when an organization saved from an older copy writes it back. The
+column has a database default, so rows inserted by code or SQL that does not know it are valid.
 
 Note for future migrations: SQLite rebuilds a table on most ALTERs and its triggers go with
 it; a migration that alters decisions_policy, notifications_slacksettings or
@@ -126,7 +127,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="organization",
             name="settings_version",
-            field=models.BigIntegerField(default=0, editable=False),
+            field=models.BigIntegerField(default=0, db_default=0, editable=False),
         ),
         migrations.RunPython(install, remove),
     ]
