@@ -24,8 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.stack import bench_env, fresh_database, manage, running_stack
 
-DATABASE = "countersign_bench_api"
-PORT = 8767
+# Overridable so that two people benchmarking on one machine do not share a database or port.
+DATABASE = os.environ.get("BENCH_DATABASE", "countersign_bench_api")
+PORT = int(os.environ.get("BENCH_PORT", "8767"))
 BODY = {"action": "Refund $120 to order #1042", "details": {"amount": 120}, "approver": "alice@example.com"}
 
 

@@ -81,8 +81,11 @@ class DecisionListCreateApi(APIView):
             explicit=frozenset(request.data),
             **serializer.validated_data,
         )
-        decision = selectors.decision_get(organization_id=decision.organization_id, decision_id=decision.pk)
-        return Response(DecisionOutput(decision).data, status=201 if created else 200)
+        # The service's own objects: the insert returned the JSON as stored (StoredJSONField)
+        # and a new decision carries its requests, so this reads exactly as a later GET.
+        requests = getattr(decision, "asked_at_creation", None) if created else None
+        output = DecisionOutput(decision, context={"requests": requests})
+        return Response(output.data, status=201 if created else 200)
 
     @extend_schema(
         operation_id="decisions_list",

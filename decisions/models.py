@@ -51,6 +51,14 @@ def default_options() -> list[str]:
     return ["approve", "deny"]
 
 
+class StoredJSONField(models.JSONField):
+    """A JSONField whose INSERT hands back the value as the database stored it (RETURNING):
+    PostgreSQL's jsonb reorders keys and rewrites some numbers, and the create response must
+    read byte for byte as every later GET does without reading the row back."""
+
+    db_returning = True
+
+
 class Decision(models.Model):
     """One action put to people for sign-off. Its status moves once, from pending to a final
     state, and only through the compare-and-set updates in decisions/services.py."""
@@ -62,7 +70,7 @@ class Decision(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     action = models.CharField(max_length=500)
     context = models.TextField(blank=True)
-    details = models.JSONField(default=dict, blank=True)
+    details = StoredJSONField(default=dict, blank=True)
     options = models.JSONField(default=default_options)
     response_type = models.CharField(max_length=8, choices=ResponseType.choices, default=ResponseType.CHOICE)
     allow_edit = models.BooleanField(default=False)
@@ -82,12 +90,12 @@ class Decision(models.Model):
     policy = models.JSONField(null=True, blank=True, help_text="the policy rule that matched: name, action")
     on_timeout = models.CharField(max_length=8, choices=OnTimeout.choices, default=OnTimeout.EXPIRE)
     callback_url = models.CharField(max_length=2000, blank=True)
-    metadata = models.JSONField(default=dict, blank=True)
+    metadata = StoredJSONField(default=dict, blank=True)
     action_hash = models.CharField(max_length=64)
     # NULL, not "": the unique constraint must ignore decisions created without a key.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     request_fingerprint = models.CharField(max_length=64, blank=True)
-    outcome = models.JSONField(null=True, blank=True)
+    outcome = StoredJSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     resolved_at = models.DateTimeField(null=True, blank=True)

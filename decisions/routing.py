@@ -20,9 +20,12 @@ class UnknownGroups(Exception):
         self.names = names
 
 
-def expand_addresses(*, organization_id: int, addresses: list[str]) -> list[Recipient]:
+def expand_addresses(
+    *, organization_id: int, addresses: list[str], dm_email_approvers: bool | None = None
+) -> list[Recipient]:
     """Recipients for these addresses, groups expanded to their members, duplicates dropped
-    (first mention wins). Raises UnknownGroups naming every group the organization lacks."""
+    (first mention wins). Raises UnknownGroups naming every group the organization lacks.
+    `dm_email_approvers`: the organization's Slack setting when the caller has it at hand."""
     parsed = [parse_address(raw) for raw in addresses]
     group_names = [value for kind, value in parsed if kind == "group"]
     groups = dict(
@@ -44,7 +47,9 @@ def expand_addresses(*, organization_id: int, addresses: list[str]) -> list[Reci
                     )
         else:
             recipients.setdefault((value, kind), Recipient(value, kind))
-    if _dm_email_approvers(organization_id):
+    if dm_email_approvers is None:
+        dm_email_approvers = dm_email_approvers_get(organization_id)
+    if dm_email_approvers:
         # The same person, asked on Slack too: one answer from either settles their part.
         for recipient in [r for r in recipients.values() if r.channel == "email"]:
             recipients.setdefault(
@@ -53,7 +58,7 @@ def expand_addresses(*, organization_id: int, addresses: list[str]) -> list[Reci
     return list(recipients.values())
 
 
-def _dm_email_approvers(organization_id: int) -> bool:
+def dm_email_approvers_get(organization_id: int) -> bool:
     return SlackSettings.objects.filter(organization_id=organization_id, dm_email_approvers=True).exists()
 
 

@@ -1,10 +1,13 @@
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import QuerySet
 
 from broker.errors import NotFound
 from decisions.links import LinkClaim
-from decisions.models import ApprovalRequest, Decision, ResponseType
+from decisions.models import ApprovalRequest, Decision, Policy, ResponseType
+from decisions.routing import dm_email_approvers_get
+from organizations.models import Organization
 
 
 def decision_get(*, organization_id: int, decision_id: str) -> Decision:
@@ -50,3 +53,34 @@ def approval_request_for_link(claim: LinkClaim) -> ApprovalRequest | None:
     decision = request.decision
     offered = [""] if decision.response_type == ResponseType.TEXT else decision.options
     return request if claim.choice in offered else None
+
+
+@dataclass(frozen=True)
+class CreateSettings:
+    rules: tuple[Policy, ...]  # enabled, in the order they are tried; shared: do not change them
+    dm_email_approvers: bool
+
+
+# organization id → ((created_at, settings_version), its settings), for this process.
+_create_settings: dict[int, tuple[tuple, CreateSettings]] = {}
+
+
+def create_settings(organization: Organization) -> CreateSettings:
+    """What a create reads of the organization's settings: its enabled policy rules and its
+    Slack `dm_email_approvers`. Kept in memory while the organization row, as the caller loaded
+    it, carries the same settings_version: triggers raise it with every write to the rules or
+    the Slack settings (however made: admin, ORM, SQL), so each request sees what was committed
+    before its API key was read, in every process. (created_at tells apart organizations that
+    reuse an id, as SQLite does after a rollback.)"""
+    stamp = (organization.created_at, organization.settings_version)
+    held = _create_settings.get(organization.pk)
+    if held is not None and held[0] == stamp:
+        return held[1]
+    settings = CreateSettings(
+        rules=tuple(
+            Policy.objects.filter(organization_id=organization.pk, enabled=True).order_by("position", "pk")
+        ),
+        dm_email_approvers=dm_email_approvers_get(organization.pk),
+    )
+    _create_settings[organization.pk] = (stamp, settings)
+    return settings

@@ -399,8 +399,12 @@ class DecisionOutput(serializers.ModelSerializer):
 
     @extend_schema_field(ApprovalRequestOutput(many=True))
     def get_requests(self, decision: Decision) -> list[dict]:
-        # Sorted in Python so a prefetched list is used as is.
-        ordered = sorted(decision.requests.all(), key=lambda r: (r.stage, r.level, r.pk))
+        # Those the view already holds (a create's), else the decision's; sorted in Python so
+        # a prefetched list is used as is.
+        requests = self.context.get("requests")
+        if requests is None:
+            requests = decision.requests.all()
+        ordered = sorted(requests, key=lambda r: (r.stage, r.level, r.pk))
         return [
             {
                 "address": r.address,

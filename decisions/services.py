@@ -6,6 +6,7 @@ are written last in each transaction, in one batch (see audit_record_many for wh
 """
 
 import contextlib
+import copy
 import hashlib
 import logging
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from decisions.models import ApprovalRequest, Decision, OnTimeout, Policy, Respo
 from decisions.policies import conditions_hold
 from decisions.routing import UnknownGroups, approvals_required, expand_addresses
 from decisions.schedule import build_schedule, default_reminders
+from decisions.selectors import create_settings
 from decisions.waiting import publish_resolution
 from notifications.models import Delivery
 from notifications.services import deliveries_enqueue
@@ -99,7 +101,8 @@ def decision_create(
     at once, or route it; otherwise ask its first stage and enqueue their notifications.
 
     `explicit` names the request fields the agent sent: a routing rule fills in only the others
-    unless it overrides. Returns (decision, created). An Idempotency-Key seen before returns the
+    unless it overrides. Returns (decision, created); a created decision carries the requests
+    it made as `asked_at_creation`. An Idempotency-Key seen before returns the
     first decision with created=False when the fingerprint matches and raises
     IdempotencyConflict when it does not, also when two such requests race. Raises InvalidInput
     (nothing stored) when nobody is asked, for unknown groups, a quorum larger than the
@@ -152,9 +155,11 @@ def _idempotent_replay(organization_id: int, key: str, fingerprint: str) -> Deci
     return existing
 
 
-def _expand(organization_id: int, addresses: list[str], field: str):
+def _expand(organization_id: int, addresses: list[str], field: str, dm_email_approvers: bool | None = None):
     try:
-        return expand_addresses(organization_id=organization_id, addresses=addresses)
+        return expand_addresses(
+            organization_id=organization_id, addresses=addresses, dm_email_approvers=dm_email_approvers
+        )
     except UnknownGroups as exc:
         raise InvalidInput(
             f"Unknown approver group: {', '.join(exc.names)}.",
@@ -169,13 +174,16 @@ def _check_routing(
     timeout_minutes: float,
     *,
     as_stages: bool,
+    dm_email_approvers: bool | None = None,
 ):
     """Validate what needs the database or the organization's defaults; the serializer has
     checked the shapes. Errors name the fields as the agent sent them (`as_stages`: a list of
     stages rather than approvers). Returns the first stage's recipients."""
     backups = set()
     for index, level in enumerate(escalation):
-        recipients = _expand(organization_id, level["approvers"], f"escalation[{index}].approvers")
+        recipients = _expand(
+            organization_id, level["approvers"], f"escalation[{index}].approvers", dm_email_approvers
+        )
         backups |= {recipient.address for recipient in recipients}
         if level["after_minutes"] >= timeout_minutes:
             raise InvalidInput(
@@ -189,7 +197,7 @@ def _check_routing(
     first_recipients = None
     for index, stage in enumerate(stages):
         field = f"stages[{index}]" if as_stages else "approvers"
-        recipients = _expand(organization_id, stage["approvers"], field)
+        recipients = _expand(organization_id, stage["approvers"], field, dm_email_approvers)
         if not recipients:
             raise InvalidInput("The approver groups have no members.", fields={field: ["no approvers"]})
         # Escalation asks in whichever stage is current: its approvers can make up a quorum.
@@ -204,9 +212,8 @@ def _check_routing(
     return first_recipients
 
 
-def _matching_rule(organization_id: int, *, action: str, urgency: str, details: dict) -> Policy | None:
-    rules = Policy.objects.filter(organization_id=organization_id, enabled=True).order_by("position", "pk")
-    return next(
+def _matching_rule(rules, *, action: str, urgency: str, details: dict) -> Policy | None:
+    rule = next(
         (
             rule
             for rule in rules
@@ -214,6 +221,8 @@ def _matching_rule(organization_id: int, *, action: str, urgency: str, details: 
         ),
         None,
     )
+    # The rules are shared by the process: the decision gets lists of its own.
+    return copy.deepcopy(rule)
 
 
 def _routed_by(rule: Policy, explicit: frozenset[str], **routing) -> dict:
@@ -256,7 +265,8 @@ def _create(
     **fields,
 ) -> Decision:
     organization = api_key.organization
-    rule = _matching_rule(organization.pk, action=action, urgency=urgency, details=details)
+    settings = create_settings(organization)
+    rule = _matching_rule(settings.rules, action=action, urgency=urgency, details=details)
     if rule is not None and rule.action != Policy.Action.ROUTE:
         return _create_decided_by_rule(
             rule,
@@ -291,6 +301,7 @@ def _create(
         escalation,
         timeout_minutes,
         as_stages="stages" in explicit or len(stages) > 1,
+        dm_email_approvers=settings.dm_email_approvers,
     )
     reminders = fields.pop("reminders")
     if reminders is None:
@@ -330,7 +341,14 @@ def _create(
         organization_id=organization.pk,
         entries=_created_entries(decision, api_key, rule) + asked_entries(decision, requests),
     )
+    _hold_requests(decision, requests)
     return decision
+
+
+def _hold_requests(decision: Decision, requests: list[ApprovalRequest]) -> None:
+    """Keep the requests a create made on the decision (`asked_at_creation`), so the caller
+    can render it without reading it back. A snapshot: `decision.requests` stays the live set."""
+    decision.asked_at_creation = list(requests)
 
 
 def _create_decided_by_rule(
@@ -362,6 +380,7 @@ def _create_decided_by_rule(
     )
     decision.save(force_insert=True)
     _announce(decision, also=_created_entries(decision, api_key, rule))
+    _hold_requests(decision, [])  # nobody was asked
     return decision
 
 

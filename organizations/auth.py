@@ -1,9 +1,13 @@
 """Bearer API-key authentication, scope permissions and the per-key rate limit."""
 
 import logging
+import threading
 from types import SimpleNamespace
 
 import redis
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
@@ -75,10 +79,38 @@ class HasAuditScope(_ScopedKey):
     scope = Scope.AUDIT
 
 
+_counter = None
+_counter_lock = threading.Lock()
+
+
+def rate_limit_cache():
+    """One cache client for the whole process. Django's `cache` is per thread, and under ASGI
+    every request runs in a thread of its own: each would build a client and open a new Redis
+    connection. The backend's connection pool is thread-safe, so the process shares one."""
+    global _counter
+    if _counter is None:
+        with _counter_lock:
+            if _counter is None:
+                _counter = caches.create_connection(DEFAULT_CACHE_ALIAS)
+    return _counter
+
+
+@receiver(setting_changed)
+def _forget_rate_limit_cache(*, setting, **kwargs) -> None:
+    # As Django does for its own caches when a test overrides CACHES.
+    global _counter
+    if setting == "CACHES":
+        _counter = None
+
+
 class ApiKeyRateThrottle(SimpleRateThrottle):
     """API_RATE_LIMIT per key, counted in the shared cache (Redis in production)."""
 
     scope = "api_key"
+
+    @property
+    def cache(self):
+        return rate_limit_cache()
 
     def allow_request(self, request, view) -> bool:
         try:

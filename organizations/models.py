@@ -24,6 +24,10 @@ class Organization(models.Model):
         help_text="when unanswered approvers are reminded, as fractions of the wait: [0.5, 0.9]",
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # Raised by database triggers on every write to its policy rules or Slack settings, and
+    # never lowered (organizations/migrations/0004): what per-process copies of those are
+    # checked against (decisions/selectors.create_settings).
+    settings_version = models.BigIntegerField(default=0, db_default=0, editable=False)
 
     def __str__(self) -> str:
         return self.slug

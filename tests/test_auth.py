@@ -2,11 +2,14 @@
 rate limit behave, and that the key itself is never kept."""
 
 import hashlib
+import threading
 
 import pytest
+import redis
 
+from broker.celery import app as celery_app
 from decisions.models import Decision
-from organizations.auth import ApiKeyRateThrottle
+from organizations.auth import ApiKeyRateThrottle, rate_limit_wait
 from organizations.models import ApiKey
 from organizations.services import api_key_create, api_key_revoke
 from tests.conftest import ALICE, client_for
@@ -184,3 +187,46 @@ def test_unauthenticated_requests_are_not_counted_against_a_key(api, three_per_m
         client_for("cs_" + "x" * 43).get("/decisions")
 
     assert api.get("/decisions").status_code == 200
+
+
+class CountedPool(redis.ConnectionPool):
+    """A real Redis pool that counts how many of it, and of its connections, get made."""
+
+    pools = 0
+    connections = 0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        CountedPool.pools += 1
+
+    def make_connection(self):
+        CountedPool.connections += 1
+        return super().make_connection()
+
+
+@pytest.mark.redis
+def test_requests_in_threads_of_their_own_share_one_redis_connection(acme_key, settings, three_per_minute):
+    # Under ASGI each request's sync code runs in a fresh thread, where Django's `cache` is a
+    # new client: one Redis connection per request. The rate limiter keeps one for the process.
+    location = settings.CACHES["default"]["LOCATION"]
+    if not str(location).startswith("redis"):
+        location = celery_app.conf.broker_url
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": location,
+            "OPTIONS": {"pool_class": CountedPool},
+        }
+    }
+    CountedPool.pools = CountedPool.connections = 0
+    waits = []
+
+    for _ in range(4):
+        thread = threading.Thread(target=lambda: waits.append(rate_limit_wait(acme_key[0])))
+        thread.start()
+        thread.join()
+
+    assert (CountedPool.pools, CountedPool.connections) == (1, 1)
+    # One budget all the same: the fourth request is over three a minute.
+    assert waits[:3] == [None, None, None]
+    assert waits[3] > 0

@@ -6,9 +6,11 @@ import json
 from datetime import datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditEvent
-from decisions.models import ApprovalRequest, ApproverGroup, Decision
+from decisions.models import ApprovalRequest, ApproverGroup, Decision, Policy
 from notifications.models import Delivery
 from tests.conftest import ALICE, BOB, CAROL
 
@@ -430,3 +432,58 @@ def test_without_idempotency_key_each_request_is_new(api):
 
     assert (first.status_code, second.status_code) == (201, 201)
     assert first.json()["id"] != second.json()["id"]
+
+
+# Keys in an order PostgreSQL's jsonb does not keep, and a number it writes out in full.
+UNORDERED = {"vendor": "Initech", "amount": 1e16, "a": {"zz": 1, "b": [2, {"yy": 3, "c": 4}]}}
+
+
+def _reads_of(table: str, statements: list[str]) -> list[str]:
+    return [sql for sql in statements if sql.startswith("SELECT") and f'"{table}"' in sql]
+
+
+def _create_sql(api, request) -> tuple:
+    with CaptureQueriesContext(connection) as captured:
+        response = api.post("/decisions", request, format="json")
+    return response, [query["sql"] for query in captured.captured_queries]
+
+
+def test_the_create_response_reads_byte_for_byte_as_a_later_get(api):
+    # The response is built from what the create holds, not read back: it must still show the
+    # JSON as stored, exactly as every later read will.
+    request = {**REFUND, "details": UNORDERED, "metadata": {"run": "r", "id": 7}}
+    created, statements = _create_sql(api, request)
+
+    assert created.status_code == 201
+    assert created.content == api.get(f"/decisions/{created.json()['id']}").content
+    assert not _reads_of("decisions_decision", statements)
+    assert not [
+        sql for sql in statements if sql.startswith("SELECT") and '"decisions_approvalrequest"' in sql
+    ]
+
+
+def test_a_decision_a_policy_settles_reads_byte_for_byte_as_a_later_get(api, acme):
+    Policy.objects.create(
+        organization=acme,
+        name="small-refunds",
+        conditions=[{"field": "details.vendor", "op": "eq", "value": "Initech"}],
+        action=Policy.Action.APPROVE,
+    )
+
+    created, statements = _create_sql(api, {**REFUND, "details": UNORDERED})
+
+    assert created.json()["status"] == "approved"
+    assert created.content == api.get(f"/decisions/{created.json()['id']}").content
+    assert not _reads_of("decisions_decision", statements)
+
+
+def test_a_create_for_one_approver_takes_at_most_seven_statements(api):
+    # Issue 14: the key's lookup, the transaction, and one INSERT each for the decision, its
+    # request, the delivery and the audit events. Counted, never timed. The first create of
+    # the process also reads the policy rules and Slack settings, and marks the key used.
+    api.post("/decisions", REFUND, format="json")
+
+    response, statements = _create_sql(api, REFUND)
+
+    assert response.status_code == 201
+    assert len(statements) <= 7, "\n".join(statements)
