@@ -442,7 +442,7 @@ def test_an_archive_checks_offline_against_signed_checkpoints(archive, acme, tmp
     key = signing.public_key_text()
 
     # then the untouched file matches every checkpoint it reaches ...
-    output = verify_archive(archive, "--checkpoints", str(folder), "--public-key", key)
+    output = verify_archive(archive, "--checkpoints", str(folder), f"--public-key={key}")
     assert (
         f"{AuditCheckpoint.objects.filter(organization=acme).count()} signed checkpoint(s) matched" in output
     )
@@ -479,8 +479,7 @@ def test_an_archive_checks_offline_against_signed_checkpoints(archive, acme, tmp
             str(archive),
             "--checkpoints",
             str(folder),
-            "--public-key",
-            key,
+            f"--public-key={key}",  # "=": a base64url key may begin with "-"
             stdout=io.StringIO(),
             stderr=errors,
         )

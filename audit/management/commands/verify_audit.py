@@ -35,7 +35,8 @@ class Command(BaseCommand):
             action="append",
             default=[],
             help="the Ed25519 public key (base64url) checkpoints must be signed with; default: the "
-            "service's own. An auditor passes the copy they kept.",
+            "service's own. An auditor passes the copy they kept. Give it as --public-key=KEY: a "
+            "key may begin with '-'.",
         )
         parser.add_argument("--archive", type=Path, default=None, help="an audit CSV export to check")
         parser.add_argument(
