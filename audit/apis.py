@@ -22,18 +22,11 @@ from audit.serializers import (
     CheckpointOutput,
     DecisionExportFilters,
 )
-from broker.pagination import StrictCursorPagination
+from broker.pagination import StrictCursorPagination, page_schema
 from broker.schema import error_responses
 from organizations.auth import HasAuditScope
 
-AuditEventPage = inline_serializer(
-    "AuditEventPage",
-    fields={
-        "next": serializers.URLField(allow_null=True),
-        "previous": serializers.URLField(allow_null=True),
-        "results": AuditEventOutput(many=True),
-    },
-)
+AuditEventPage = page_schema("AuditEventPage", AuditEventOutput)
 
 EXPORT_DESCRIPTION = (
     "The organization's audit trail as CSV (UTF-8 with a byte order mark, CRLF line ends), one "
@@ -112,14 +105,7 @@ class AuditExportApi(APIView):
         )
 
 
-CheckpointPage = inline_serializer(
-    "CheckpointPage",
-    fields={
-        "next": serializers.URLField(allow_null=True),
-        "previous": serializers.URLField(allow_null=True),
-        "results": CheckpointOutput(many=True),
-    },
-)
+CheckpointPage = page_schema("CheckpointPage", CheckpointOutput)
 
 
 class BySize(Chronological):

@@ -1,3 +1,5 @@
+from drf_spectacular.utils import inline_serializer
+from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 
@@ -20,3 +22,15 @@ class StrictCursorPagination(CursorPagination):
         except Exception:  # DRF's NotFound, a bad position: a bad parameter either way
             raise ValidationError({"cursor": ["Invalid cursor."]}) from None
         return cursor
+
+
+def page_schema(name: str, item) -> serializers.Serializer:
+    """The OpenAPI shape of one cursor page of `item`s: next, previous, results."""
+    return inline_serializer(
+        name,
+        fields={
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": item(many=True),
+        },
+    )

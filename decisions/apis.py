@@ -7,15 +7,14 @@ from django.db import connections
 from django.db.models import DateTimeField
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from broker.errors import error_response
-from broker.pagination import StrictCursorPagination
+from broker.pagination import StrictCursorPagination, page_schema
 from broker.schema import error_responses
 from decisions import selectors, services, waiting
 from decisions.serializers import DecisionCreateInput, DecisionListFilters, DecisionOutput
@@ -31,14 +30,7 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 
 
-DecisionPage = inline_serializer(
-    "DecisionPage",
-    fields={
-        "next": serializers.URLField(allow_null=True),
-        "previous": serializers.URLField(allow_null=True),
-        "results": DecisionOutput(many=True),
-    },
-)
+DecisionPage = page_schema("DecisionPage", DecisionOutput)
 
 
 class NewestFirst(StrictCursorPagination):
