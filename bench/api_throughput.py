@@ -18,11 +18,10 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.stack import bench_env, fresh_database, manage, running_stack
+from bench.stack import bench_env, fresh_database, manage, pgbench, running_stack
 
 # Overridable so that two people benchmarking on one machine do not share a database or port.
 DATABASE = os.environ.get("BENCH_DATABASE", "countersign_bench_api")
@@ -88,40 +87,6 @@ def pgbench_script(queries: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def pgbench(env: dict, script: str, clients: int = 16, seconds: int = 15) -> dict:
-    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
-        handle.write(script)
-    done = subprocess.run(
-        [
-            "pgbench",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-n",
-            "-f",
-            handle.name,
-            "-c",
-            str(clients),
-            "-j",
-            "2",
-            "-T",
-            str(seconds),
-            DATABASE,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
-    os.unlink(handle.name)
-    return {
-        "tps": float(re.search(r"tps = ([\d.]+)", done.stdout).group(1)),
-        "latency_ms": float(re.search(r"latency average = ([\d.]+) ms", done.stdout).group(1)),
-        "failed": int((re.search(r"number of failed transactions: (\d+)", done.stdout) or [0, 0])[1]),
-    }
-
-
 def main() -> None:
     for tool in ("hey", "pgbench"):
         if not shutil.which(tool):
@@ -139,7 +104,7 @@ def main() -> None:
             url, key, "-z", "15s", "-c", "50", "-q", "4"
         )  # 50 connections at 4/s each: 200 requests/s
     queries = capture_create_sql(key)
-    database = pgbench(env, pgbench_script(queries))
+    database = pgbench(env, [pgbench_script(queries)], database=DATABASE, clients=16, seconds=15)
 
     print()
     print(f"POST /decisions, one approver ({len(queries)} SQL statements each), uvicorn with 2 workers:")

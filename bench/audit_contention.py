@@ -16,15 +16,13 @@ Needs PostgreSQL, Redis and pgbench on 127.0.0.1. Figures, not pass/fail.
 
 import argparse
 import os
-import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.api_throughput import capture_create_sql, pgbench_script
-from bench.stack import bench_env, fresh_database, manage
+from bench.stack import bench_env, fresh_database, manage, pgbench
 
 DATABASE = "countersign_bench_contention"
 ORGANIZATIONS = 8
@@ -43,44 +41,6 @@ def transaction_script(queries: list[str], organization_id: int, *, chain_head_l
         if chain_head_lock and line.startswith('INSERT INTO "audit_auditevent"'):
             body.append(MOVE.format(org=organization_id))
     return "\n".join(body) + "\n"  # BEGIN … COMMIT are in the captured SQL
-
-
-def pgbench(env: dict, scripts: list[str], clients: int, seconds: int) -> float:
-    files = []
-    for script in scripts:
-        with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
-            handle.write(script)
-        files += ["-f", f"{handle.name}@1"]
-    try:
-        done = subprocess.run(
-            [
-                "pgbench",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-n",
-                *files,
-                "-c",
-                str(clients),
-                "-j",
-                "2",
-                "-T",
-                str(seconds),
-                DATABASE,
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-        )
-    finally:
-        for name in files[1::2]:
-            os.unlink(name.rsplit("@", 1)[0])
-    failed = re.search(r"number of failed transactions: (\d+)", done.stdout)
-    if done.returncode or (failed and int(failed.group(1))):
-        raise RuntimeError(done.stdout + done.stderr[-2000:])
-    return float(re.search(r"tps = ([\d.]+)", done.stdout).group(1))
 
 
 def main() -> None:
@@ -125,18 +85,20 @@ def main() -> None:
         one = pgbench(
             env,
             [transaction_script(captured[0], organization_ids[0], chain_head_lock=lock)],
-            args.clients,
-            args.seconds,
-        )
+            database=DATABASE,
+            clients=args.clients,
+            seconds=args.seconds,
+        )["tps"]
         spread = pgbench(
             env,
             [
                 transaction_script(q, o, chain_head_lock=lock)
                 for q, o in zip(captured, organization_ids, strict=True)
             ],
-            args.clients,
-            args.seconds,
-        )
+            database=DATABASE,
+            clients=args.clients,
+            seconds=args.seconds,
+        )["tps"]
         print(
             f"  {label:30}  1 organization {one:7.0f}/s   {ORGANIZATIONS} organizations {spread:7.0f}/s   "
             f"ratio {one / spread:.2f}"

@@ -2,9 +2,11 @@
 Celery worker, each a process of its own, on this machine. Used by the bench scripts."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,3 +142,34 @@ def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+def pgbench(env: dict, scripts: list[str], *, database: str, clients: int, seconds: int) -> dict:
+    """pgbench running `scripts` (equally weighted, one transaction each) against `database`:
+    tps, average latency, failed transactions. A client pgbench had to abort fails the run."""
+    files = []
+    for script in scripts:
+        with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
+            handle.write(script)
+        files.append(handle.name)
+    try:
+        done = subprocess.run(
+            ["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-n"]
+            + [arg for name in files for arg in ("-f", f"{name}@1")]
+            + ["-c", str(clients), "-j", "2", "-T", str(seconds), database],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+    finally:
+        for name in files:
+            os.unlink(name)
+    failed = int((re.search(r"number of failed transactions: (\d+)", done.stdout) or [0, 0])[1])
+    if done.returncode or failed:
+        raise RuntimeError(done.stdout + done.stderr[-2000:])
+    return {
+        "tps": float(re.search(r"tps = ([\d.]+)", done.stdout).group(1)),
+        "latency_ms": float(re.search(r"latency average = ([\d.]+) ms", done.stdout).group(1)),
+        "failed": failed,
+    }
