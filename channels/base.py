@@ -1,0 +1,116 @@
+"""The shape of a channel: how one approval request reaches a person and how their answer
+comes back.
+
+A channel renders three messages for one ApprovalRequest — the ask, a reminder, the outcome
+update — and sends them, returning SentFacts instead of writing rows: the outbox hands the facts
+to decisions, which stores them in the same transaction that marks the delivery sent (and the
+request notified). Its inbound half (an HTTP endpoint, listed in `urls`) parses and verifies an
+answer into an InboundAnswer and records it with channels.answers.answer_record.
+
+To add a channel: a folder channels/<name>/ with a Channel subclass and, if answers arrive over
+HTTP, a urls.py; then one line in channels.registry.CHANNELS. Nothing else imports it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+# A send raises these (from the outbox) to fail for good or to be retried; any other exception
+# is retried with backoff too. `report=AttemptReport(...)` keeps what the remote end answered.
+from notifications.senders import AttemptReport, PermanentFailure, RetryLater
+
+__all__ = [
+    "AttemptReport",
+    "Channel",
+    "InboundAnswer",
+    "MessageRef",
+    "PermanentFailure",
+    "RetryLater",
+    "SentFacts",
+]
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+
+    from decisions.models import ApprovalRequest
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    """Where a posted message lives, so a reminder can reply in its thread and the outcome
+    update can edit it (stored on the ApprovalRequest's slack_channel/slack_ts/slack_user)."""
+
+    conversation: str  # Slack channel or DM id; a Teams conversation id
+    message: str  # Slack ts; a Teams activity id
+    recipient: str = ""  # the platform user the request belongs to; "" where anyone present may answer
+
+
+@dataclass(frozen=True)
+class SentFacts:
+    """What one send learned. Nothing here is written by the channel; decisions persists it."""
+
+    message_ref: MessageRef | None = None  # set by an ask that posted a message to be edited later
+    provider_message_id: str = ""  # the provider's id for the message (email tracking webhooks)
+    status_code: int | None = None  # what the remote end answered, for the attempt log
+    response_snippet: str = ""
+
+
+@dataclass(frozen=True)
+class InboundAnswer:
+    """One approver's answer, parsed and verified by the channel it came through."""
+
+    request: ApprovalRequest
+    via: str  # a decisions.models.Via value
+    choice: str = ""  # one of the decision's options ("" for a text response)
+    text: str = ""  # a text response's answer
+    note: str = ""
+    details: dict | None = None  # the details as the approver edited them (None: unchanged)
+    answered_by: str = ""  # who answered, when not the approver asked (someone in a Slack channel)
+    answered_by_name: str = ""
+    ip: str = ""
+    user_agent: str = ""
+
+
+class Channel(ABC):
+    """One way of reaching approvers. Instances are stateless; the registry holds one each."""
+
+    name: ClassVar[str]  # the registry key, ApprovalRequest.channel and Delivery.kind
+    via: ClassVar[str]  # the Via recorded on answers that come through it
+    urls: ClassVar[str | None] = None  # dotted module whose urlpatterns the root URLconf includes
+    edits_outcome: ClassVar[bool] = False  # True: an update delivery is queued when the decision settles
+
+    @abstractmethod
+    def render_ask(self, request: ApprovalRequest, *, key: str) -> Any:
+        """The message asking this approver, with a way to answer each option. `key` is the
+        same on every retry of one delivery (an email's Message-ID is built from it)."""
+
+    @abstractmethod
+    def render_reminder(self, request: ApprovalRequest, *, key: str) -> Any:
+        """The reminder for an approver who has not answered yet."""
+
+    def render_outcome(self, request: ApprovalRequest, *, key: str) -> Any | None:
+        """The ask's message as it should read once the decision is settled; None when there
+        is nothing to update (the channel cannot edit what it sent, or nothing was posted)."""
+        return None
+
+    @abstractmethod
+    def send(self, request: ApprovalRequest, message: Any) -> SentFacts:
+        """Send what a render_* method returned. Raises PermanentFailure or RetryLater (or
+        anything else, retried with backoff); never writes to the database."""
+
+    def parse_answer(self, http_request: HttpRequest) -> InboundAnswer:
+        """Verify an inbound HTTP request (a signature, a signed token) and read the answer it
+        carries. Channels whose answers arrive elsewhere need not implement it."""
+        raise NotImplementedError(f"{self.name} receives no answers over HTTP")
+
+    def deliver(self, request: ApprovalRequest, *, purpose: str, key: str) -> SentFacts:
+        """Render the message for an outbox purpose ("ask", "remind", "update") and send it."""
+        render = {"ask": self.render_ask, "remind": self.render_reminder, "update": self.render_outcome}
+        if purpose not in render:
+            raise PermanentFailure(f"{self.name} has no message for purpose {purpose}")
+        message = render[purpose](request, key=key)
+        if message is None:
+            return SentFacts(response_snippet="nothing to update")
+        return self.send(request, message)
