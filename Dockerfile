@@ -7,6 +7,7 @@ COPY organizations organizations
 COPY decisions decisions
 COPY notifications notifications
 COPY audit audit
+COPY channels channels
 COPY templates templates
 COPY manage.py .
 # Editable, so the code runs from /app (settings find templates/ and var/ beside it).

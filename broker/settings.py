@@ -25,6 +25,7 @@ from broker.env import (
     env_str,
     env_url,
 )
+from channels import registry as channel_registry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -89,6 +90,7 @@ INSTALLED_APPS = [
     "decisions",
     "notifications",
     "audit",
+    *channel_registry.django_apps(),  # channels with models of their own (channels/<name>/apps.py)
 ]
 
 MIDDLEWARE = [

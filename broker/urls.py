@@ -16,6 +16,8 @@ urlpatterns = [
     path("", include("decisions.urls")),
     path("", include("audit.urls")),
     path("", include("notifications.urls")),
+    # Until channels/ holds email and Slack too (branch channels), only Teams comes from there.
+    path("", include("channels.teams.urls")),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),

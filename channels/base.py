@@ -80,6 +80,15 @@ class Channel(ABC):
     via: ClassVar[str]  # the Via recorded on answers that come through it
     urls: ClassVar[str | None] = None  # dotted module whose urlpatterns the root URLconf includes
     edits_outcome: ClassVar[bool] = False  # True: an update delivery is queued when the decision settles
+    # Approvers addressed as "<prefix>…" (e.g. "teams:") are this channel's; decisions.addresses
+    # asks normalize_address to check one, and the OpenAPI schema shows address_pattern.
+    address_prefix: ClassVar[str] = ""
+    address_pattern: ClassVar[str] = ""  # the whole address as a regular expression, without ^ and $
+
+    def normalize_address(self, value: str) -> str:
+        """The address as stored (`value` starts with address_prefix). Raises ValueError with a
+        message for whoever wrote it."""
+        raise ValueError(f"'{value[:80]}' is not an address {self.name} knows.")
 
     @abstractmethod
     def render_ask(self, request: ApprovalRequest, *, key: str) -> Any:

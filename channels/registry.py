@@ -4,16 +4,22 @@ Entries are dotted paths, imported on first use, so decisions (which asks the re
 channels exist) never imports a channel implementation itself.
 """
 
+from __future__ import annotations
+
+import importlib.util
 from functools import cache
+from typing import TYPE_CHECKING
 
 from django.urls import URLPattern, URLResolver, include, path
 from django.utils.module_loading import import_string
 
-from channels.base import Channel
+if TYPE_CHECKING:  # imported lazily: settings reads django_apps() before models can load
+    from channels.base import Channel
 
 CHANNELS: dict[str, str] = {
     "email": "channels.email.channel.EmailChannel",
     "slack": "channels.slack.channel.SlackChannel",
+    "teams": "channels.teams.channel.TeamsChannel",
 }
 
 
@@ -21,6 +27,24 @@ CHANNELS: dict[str, str] = {
 def channel(name: str) -> Channel:
     """The channel called `name`. Raises KeyError for a name that is not registered."""
     return import_string(CHANNELS[name])()
+
+
+def django_apps() -> list[str]:
+    """Channel folders with models of their own (an apps.py): settings adds them to INSTALLED_APPS.
+    Found without importing them, so settings may call it before Django is set up."""
+    return [name for name in (f"channels.{key}" for key in CHANNELS) if _has_apps_module(name)]
+
+
+def _has_apps_module(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(f"{package}.apps") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def prefixed_channels() -> list[Channel]:
+    """Channels whose approvers have addresses of their own form ("teams:…")."""
+    return [c for c in all_channels() if c.address_prefix]
 
 
 def all_channels() -> list[Channel]:
