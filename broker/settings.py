@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "organizations",
     "decisions",
     "notifications",
+    "channels.apps.ChannelsConfig",
     "audit",
 ]
 
@@ -114,7 +115,8 @@ ASGI_APPLICATION = "broker.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # Each channel keeps its templates in its own folder (channels/<name>/templates).
+        "DIRS": [BASE_DIR / "templates", *sorted(BASE_DIR.glob("channels/*/templates"))],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
