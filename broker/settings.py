@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "organizations",
     "decisions",
     "notifications",
+    "channels.apps.ChannelsConfig",
     "audit",
     *channel_registry.django_apps(),  # channels with models of their own (channels/<name>/apps.py)
 ]
@@ -116,7 +117,8 @@ ASGI_APPLICATION = "broker.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # Each channel keeps its templates in its own folder (channels/<name>/templates).
+        "DIRS": [BASE_DIR / "templates", *sorted(BASE_DIR.glob("channels/*/templates"))],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

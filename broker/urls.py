@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from broker.health import healthz
 from broker.metrics import metrics
+from channels import registry as channel_registry
 from notifications import dev_outbox
 
 # The operator's console says whose it is, not which framework built it.
@@ -15,9 +16,7 @@ admin.site.index_title = "Control panel"
 urlpatterns = [
     path("", include("decisions.urls")),
     path("", include("audit.urls")),
-    path("", include("notifications.urls")),
-    # Until channels/ holds email and Slack too (branch channels), only Teams comes from there.
-    path("", include("channels.teams.urls")),
+    *channel_registry.urlpatterns(),  # each channel's inbound endpoints (/a/<token>, /slack/interactions)
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),

@@ -71,4 +71,5 @@ def install_senders() -> None:
     from notifications.senders import register
 
     for name in CHANNELS:
+        channel(name)  # imported now, so a channel's signal receivers are connected at start-up
         register(name)(sender_for_channel(name))

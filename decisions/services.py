@@ -19,6 +19,7 @@ from django.utils import timezone
 from audit.services import AuditEntry, audit_record, audit_record_many
 from broker.canonical import canonical_json
 from broker.errors import Conflict, InvalidInput
+from channels import registry as channel_registry
 from decisions.models import ApprovalRequest, Decision, OnTimeout, Policy, ResponseType, Status, Via
 from decisions.policies import conditions_hold
 from decisions.routing import UnknownGroups, approvals_required, expand_addresses
@@ -582,13 +583,14 @@ def _announce(decision: Decision, *, also: list[AuditEntry] = ()) -> None:
     audit_record_many(organization_id=decision.organization_id, entries=[*also, resolved])
     if decision.callback_url:
         deliveries_enqueue(decision=decision, kind=Delivery.Kind.CALLBACK, purpose=Delivery.Purpose.OUTCOME)
-    # Every Slack message for it shows the outcome, without buttons, whoever settled it.
-    if slack_requests := list(decision.requests.filter(channel=Delivery.Kind.SLACK)):
+    # Every message that can be edited (Slack's) shows the outcome, without buttons, whoever settled it.
+    editable = list(decision.requests.filter(channel__in=channel_registry.outcome_editing_names()))
+    for kind in sorted({r.channel for r in editable}):
         deliveries_enqueue(
             decision=decision,
-            kind=Delivery.Kind.SLACK,
+            kind=kind,
             purpose=Delivery.Purpose.UPDATE,
-            requests=slack_requests,
+            requests=[r for r in editable if r.channel == kind],
         )
     # Wake long-polling agents once it is committed (robust: Redis down costs latency only).
     decision_id = decision.id  # (a lambda: see notifications.services._publish_on_commit)

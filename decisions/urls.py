@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from decisions import apis, pages
+from decisions import apis
 
 
 class DecisionIdConverter:
@@ -22,5 +22,4 @@ urlpatterns = [
     path(
         "decisions/<decision_id:decision_id>/cancel", apis.DecisionCancelApi.as_view(), name="decision-cancel"
     ),
-    path("a/<str:token>", pages.approval_link, name="approval-link"),
 ]

@@ -1,4 +1,5 @@
-"""Callbacks: a decision's outcome POSTed to its callback_url, signed per Standard Webhooks.
+"""Callbacks: a prepared body POSTed to a URL, signed per Standard Webhooks (what the body
+says is its sender's business: decisions.outbox builds the decision.resolved event).
 
 webhook-id belongs to the delivery, so it is the same on every retry and receivers can
 deduplicate; webhook-timestamp and webhook-signature are fresh on each attempt, signed with
@@ -8,7 +9,6 @@ after 15 s, and reads at most 2 KB of whatever comes back.
 """
 
 import email.utils
-import json
 import ssl
 from datetime import UTC, datetime
 
@@ -18,10 +18,8 @@ from django.conf import settings
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from decisions.selectors import decision_get
-from decisions.serializers import DecisionOutput
 from notifications.models import Delivery
-from notifications.senders import AttemptReport, PermanentFailure, RetryLater, register
+from notifications.senders import AttemptReport, PermanentFailure, RetryLater
 from notifications.ssrf import RefusedAddress, UnresolvableHost, pinned_target
 from organizations.services import webhook_signing_secrets
 
@@ -36,16 +34,6 @@ _TLS = ssl.create_default_context(cafile=certifi.where())
 
 def webhook_id(delivery: Delivery) -> str:
     return f"msg_{delivery.decision_id.removeprefix('dec_')}_{delivery.pk}"
-
-
-def callback_body(delivery: Delivery) -> str:
-    decision = decision_get(organization_id=delivery.organization_id, decision_id=delivery.decision_id)
-    event = {
-        "type": "decision.resolved",
-        "timestamp": decision.resolved_at.isoformat().replace("+00:00", "Z"),
-        "data": DecisionOutput(decision).data,
-    }
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
 
 
 def signature_header(*, msg_id: str, at: datetime, body: str, secrets: list[str]) -> str:
@@ -94,9 +82,9 @@ def _judge(response: httpx.Response, report: AttemptReport) -> AttemptReport:
     raise PermanentFailure(f"receiver answered {status}", report=report)
 
 
-@register(Delivery.Kind.CALLBACK)
-def send_callback(delivery: Delivery) -> AttemptReport:
-    url = delivery.decision.callback_url
+def post_signed(delivery: Delivery, *, url: str, body: str) -> AttemptReport:
+    """POST `body` to `url` for this delivery, signed with its organization's secrets. Raises
+    PermanentFailure or RetryLater as the outbox expects of a sender."""
     try:
         target = pinned_target(url, allow_private=settings.CALLBACK_ALLOW_PRIVATE)
     except RefusedAddress as exc:
@@ -106,7 +94,6 @@ def send_callback(delivery: Delivery) -> AttemptReport:
     except ValueError as exc:
         raise PermanentFailure(f"invalid callback URL: {exc}") from None
 
-    body = callback_body(delivery)
     msg_id, now = webhook_id(delivery), timezone.now()
     secrets = webhook_signing_secrets(organization=delivery.organization)
     headers = {

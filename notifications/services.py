@@ -10,11 +10,18 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from audit.services import audit_record
 from broker.canonical import canonical_json
-from decisions.models import ApprovalRequest
 from notifications.models import Delivery, DeliveryAttempt
-from notifications.senders import AttemptReport, PermanentFailure, RetryLater, sender_for
+from notifications.senders import (
+    AttemptReport,
+    PermanentFailure,
+    RetryLater,
+    run_on_sent,
+    sender_for,
+    skip_reason,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -117,17 +124,18 @@ def _audit_payload(delivery: Delivery, **extra) -> dict:
 
 
 @transaction.atomic
-def delivery_succeed(*, delivery: Delivery) -> None:
+def delivery_succeed(*, delivery: Delivery, report: AttemptReport | None = None) -> None:
+    """Mark a delivery sent and, in the same transaction, hand the sender's report (its facts)
+    to the on_sent hooks, so what it learned is stored with the status change or not at all."""
     now = timezone.now()
-    won = Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.PENDING).update(
-        status=Delivery.Status.SENT, sent_at=now, lease_until=None, last_error=""
-    )
+    changes = {"status": Delivery.Status.SENT, "sent_at": now, "lease_until": None, "last_error": ""}
+    if report and report.provider_message_id:
+        changes["provider_message_id"] = report.provider_message_id
+    won = Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.PENDING).update(**changes)
     if not won:
         return
-    if delivery.request_id and delivery.purpose == Delivery.Purpose.ASK:
-        ApprovalRequest.objects.filter(pk=delivery.request_id, notified_at__isnull=True).update(
-            notified_at=now
-        )
+    delivery.status, delivery.sent_at = Delivery.Status.SENT, now
+    run_on_sent(delivery, report)
     audit_record(
         organization_id=delivery.organization_id,
         decision_id=delivery.decision_id,
@@ -183,14 +191,8 @@ def delivery_attempt(*, delivery_id: int) -> None:
     delivery = delivery_claim(delivery_id=delivery_id)
     if delivery is None:
         return
-    asking = delivery.purpose in (Delivery.Purpose.ASK, Delivery.Purpose.REMIND)
-    if asking and not delivery.decision.is_pending:
-        delivery_skip(
-            delivery=delivery, reason=f"not sent: the decision is already {delivery.decision.status}"
-        )
-        return
-    if delivery.purpose == Delivery.Purpose.REMIND and delivery.request.state != "pending":
-        delivery_skip(delivery=delivery, reason="not sent: the approver has answered or was released")
+    if reason := skip_reason(delivery):
+        delivery_skip(delivery=delivery, reason=reason)
         return
     sender = sender_for(delivery.kind)
     if sender is None:
@@ -214,7 +216,7 @@ def delivery_attempt(*, delivery_id: int) -> None:
         delivery_retry(delivery=delivery, reason=reason)
     else:
         _log_attempt(delivery, started_at, clock, ok=True, error="", report=report)
-        delivery_succeed(delivery=delivery)
+        delivery_succeed(delivery=delivery, report=report)
 
 
 def _log_attempt(delivery: Delivery, started_at, clock: float, *, ok: bool, error: str, report) -> None:
@@ -271,7 +273,10 @@ def delivery_record_tracking(
         return False
     event = f"notification.{event_type}"
     marker = canonical_json({"event_id": event_id})[1:-1]
-    if event_id and delivery.decision.audit_events.filter(event=event, payload__contains=marker).exists():
+    earlier = AuditEvent.objects.filter(
+        decision_id=delivery.decision_id, event=event, payload__contains=marker
+    )
+    if event_id and earlier.exists():
         return False
     audit_record(
         organization_id=delivery.organization_id,

@@ -19,11 +19,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from channels.email.channel import approval_email
 from decisions.clock import decision_tick, fire_due
 from decisions.models import ApprovalRequest, Decision, Status
 from decisions.schedule import build_schedule
 from decisions.services import AlreadyResolved, DeadlinePassed, decision_answer, decision_create
-from notifications.email import approval_email
 from notifications.models import Delivery
 from notifications.services import delivery_attempt
 from tests.conftest import ALICE, BOB, CAROL

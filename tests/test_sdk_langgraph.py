@@ -31,7 +31,8 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 
 from decisions.models import Decision, Policy
-from notifications.callbacks import callback_body, signature_header, webhook_id
+from decisions.outbox import callback_body
+from notifications.callbacks import signature_header, webhook_id
 from notifications.models import Delivery
 from tests.conftest import ALICE
 from tests.sdk_live import (  # noqa: F401 (the agent_client, agent_receiver and webhook_secret fixtures)

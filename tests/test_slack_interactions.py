@@ -14,12 +14,12 @@ import pytest
 from django.test import Client
 
 from audit.models import AuditEvent
+from channels.slack.channel import CHOICE_ACTION_PREFIX, MODAL_CALLBACK, NOTE_ACTION, is_slack_url
 from decisions.links import link_token, request_token
 from decisions.models import ApprovalRequest, Decision, ResponseType, Status
 from decisions.services import decision_answer, decision_create
 from notifications.models import Delivery, SlackSettings
 from notifications.services import delivery_attempt
-from notifications.slack import CHOICE_ACTION_PREFIX, MODAL_CALLBACK, NOTE_ACTION, is_slack_url
 from tests.conftest import CAROL
 from tests.fake_slack import (  # noqa: F401
     INTERACTIONS_PATH,

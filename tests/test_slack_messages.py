@@ -15,6 +15,7 @@ import pytest
 from django.test import Client
 
 from audit.models import AuditEvent
+from channels.slack.channel import CHOICE_ACTION_PREFIX, NOTE_ACTION, escape, send_slack
 from decisions.clock import decision_tick
 from decisions.links import read_request_token
 from decisions.models import ApprovalRequest, Decision, ResponseType, Status
@@ -22,7 +23,6 @@ from decisions.services import decision_answer, decision_cancel, decision_create
 from notifications.models import Delivery, DeliveryAttempt, SlackSettings
 from notifications.senders import RetryLater
 from notifications.services import delivery_attempt
-from notifications.slack import CHOICE_ACTION_PREFIX, NOTE_ACTION, escape, send_slack
 from tests.conftest import ALICE, BOB, CAROL
 from tests.fake_slack import fake_slack_fixture, form_body, post_signed  # noqa: F401
 

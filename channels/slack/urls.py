@@ -1,6 +1,6 @@
 from django.urls import path
 
-from notifications.slack_interactions import slack_interactions
+from channels.slack.interactions import slack_interactions
 
 urlpatterns = [
     path("slack/interactions", slack_interactions, name="slack-interactions"),

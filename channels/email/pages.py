@@ -1,4 +1,4 @@
-"""The approver's one-click pages at /a/<token>.
+"""The approver's one-click pages at /a/<token>: the email channel's inbound half.
 
 GET shows the decision and a confirm button, and changes nothing: mail scanners (Safe Links,
 Mimecast, Proofpoint) fetch every link in a message, so a GET must never answer. The confirm
@@ -14,6 +14,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from broker.errors import InvalidInput
+from channels.answers import answer_record
+from channels.base import InboundAnswer
 from decisions import selectors, services
 from decisions.display import BUTTON_COLOURS, OTHER_BUTTON_COLOUR, deadline_phrase, detail_rows, option_label
 from decisions.links import BadLink, read_link
@@ -84,7 +86,7 @@ def _closed_page(request: HttpRequest, approval: ApprovalRequest, *, status: int
         reason = "answered"
     else:
         return None
-    return _page(request, "approvals/closed.html", _context(approval, "", reason=reason), status=status)
+    return _page(request, "channels/email/closed.html", _context(approval, "", reason=reason), status=status)
 
 
 def _edited_details(approval: ApprovalRequest, choice: str, form) -> dict | None:
@@ -137,7 +139,7 @@ def approval_link(request: HttpRequest, token: str) -> HttpResponse:
         return _answer(request, approval, claim.choice)
     services.approval_link_viewed(request=approval, choice=claim.choice, **_client(request))
     return _closed_page(request, approval, status=200) or _page(
-        request, "approvals/confirm.html", _context(approval, claim.choice)
+        request, "channels/email/confirm.html", _context(approval, claim.choice)
     )
 
 
@@ -148,14 +150,16 @@ def _answer(request: HttpRequest, approval: ApprovalRequest, choice: str) -> Htt
             request, 400, "This answer is incomplete", "Use the confirm button on the page to answer."
         )
     try:
-        services.decision_answer(
-            request_id=approval.pk,
-            choice=choice,
-            text=form.get("text", ""),
-            note=form.get("note", ""),
-            details=_edited_details(approval, choice, form),
-            via=Via.EMAIL,
-            **_client(request),
+        answer_record(
+            InboundAnswer(
+                request=approval,
+                via=Via.EMAIL,
+                choice=choice,
+                text=form.get("text", ""),
+                note=form.get("note", ""),
+                details=_edited_details(approval, choice, form),
+                **_client(request),
+            )
         )
     except (services.AlreadyResolved, services.AlreadyAnswered, services.DeadlinePassed):
         return _closed_page(request, approval, status=409) or problem_page(
@@ -166,6 +170,6 @@ def _answer(request: HttpRequest, approval: ApprovalRequest, choice: str) -> Htt
         note = form.get("note", "")[: services.MAX_NOTE_LENGTH]
         text = form.get("text", "")[: services.MAX_TEXT_LENGTH]
         context = _context(approval, choice, error=exc.message, note=note, text=text)
-        return _page(request, "approvals/confirm.html", context, status=400)
+        return _page(request, "channels/email/confirm.html", context, status=400)
     approval.decision.refresh_from_db()
-    return _page(request, "approvals/done.html", _context(approval, choice))
+    return _page(request, "channels/email/done.html", _context(approval, choice))

@@ -20,11 +20,9 @@ from slack_sdk.webhook import WebhookClient
 
 from broker.errors import InvalidInput, error_response
 from broker.http import UntrustedJSONError, parse_untrusted_json
-from decisions import services
-from decisions.links import BadLink, read_request_token, request_token
-from decisions.models import ApprovalRequest, ResponseType, Via
-from notifications.models import SlackSettings
-from notifications.slack import (
+from channels.answers import answer_record
+from channels.base import InboundAnswer
+from channels.slack.channel import (
     CHOICE_ACTION_PREFIX,
     MODAL_CALLBACK,
     NOTE_ACTION,
@@ -33,6 +31,10 @@ from notifications.slack import (
     escape,
     is_slack_url,
 )
+from decisions import services
+from decisions.links import BadLink, read_request_token, request_token
+from decisions.models import ApprovalRequest, ResponseType, Via
+from notifications.models import SlackSettings
 
 logger = logging.getLogger(__name__)
 
@@ -123,16 +125,18 @@ def _answer(
     user = _obj(payload.get("user"))
     user_id = str(user.get("id", ""))
     try:
-        services.decision_answer(
-            request_id=approval.pk,
-            choice=choice,
-            text=text,
-            note=note,
-            via=Via.SLACK,
-            # In a channel anyone may answer: record who did. In a DM it is the approver.
-            answered_by="" if approval.slack_user else f"slack:{user_id}",
-            answered_by_name=str(user.get("username") or user.get("name") or "")[:100],
-            user_agent="Slack",
+        answer_record(
+            InboundAnswer(
+                request=approval,
+                via=Via.SLACK,
+                choice=choice,
+                text=text,
+                note=note,
+                # In a channel anyone may answer: record who did. In a DM it is the approver.
+                answered_by="" if approval.slack_user else f"slack:{user_id}",
+                answered_by_name=str(user.get("username") or user.get("name") or "")[:100],
+                user_agent="Slack",
+            )
         )
     except services.DeadlinePassed:
         return "Too late: this request expired before your answer. Nothing was changed."

@@ -17,11 +17,12 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
+from channels.base import AttemptReport, Channel, MessageRef, PermanentFailure, RetryLater, SentFacts
 from decisions.display import deadline_phrase, detail_rows, option_label
 from decisions.links import request_token
-from decisions.models import ApprovalRequest, Decision, ResponseType
+from decisions.models import ApprovalRequest, Decision, ResponseType, Via
 from notifications.models import Delivery, SlackSettings
-from notifications.senders import AttemptReport, PermanentFailure, RetryLater, register
+from notifications.senders import sender_for
 
 # Errors that no retry can cure: the notification fails, with Slack's reason on record.
 PERMANENT_ERRORS = {
@@ -236,48 +237,89 @@ def _call(action):
         raise RetryLater(f"Slack: {type(exc).__name__}: {exc}") from None
 
 
-@register(Delivery.Kind.SLACK)
-def send_slack(delivery: Delivery) -> AttemptReport:
-    decision, request = delivery.decision, delivery.request
-    client = client_for(delivery.organization_id)
-    fallback = f"Approval needed: {escape(decision.action, 280)}"
-    if delivery.purpose == Delivery.Purpose.ASK:
-        channel, user = _call(lambda: _target(client, request))
-        response = _call(
-            lambda: client.chat_postMessage(
-                channel=channel, text=fallback, blocks=approval_blocks(decision, request)
-            )
+@dataclass(frozen=True)
+class SlackMessage:
+    """One Web API call's worth of message. Which call follows from what is set: `ts` edits that
+    message, `channel` posts there (in `thread_ts`'s thread), neither posts the ask to the
+    approver's DM or channel, resolved when sending."""
+
+    text: str
+    blocks: list[dict] | None = None
+    channel: str = ""
+    thread_ts: str = ""
+    ts: str = ""
+
+
+def _report(response) -> SentFacts:
+    return SentFacts(status_code=response.status_code, response_snippet=str(response.data)[:500])
+
+
+class SlackChannel(Channel):
+    name = "slack"
+    via = Via.SLACK
+    urls = "channels.slack.urls"
+    edits_outcome = True
+
+    def render_ask(self, request: ApprovalRequest, *, key: str) -> SlackMessage:
+        decision = request.decision
+        return SlackMessage(
+            text=f"Approval needed: {escape(decision.action, 280)}", blocks=approval_blocks(decision, request)
         )
-        ApprovalRequest.objects.filter(pk=request.pk).update(
-            slack_channel=response["channel"], slack_ts=response["ts"], slack_user=user
-        )
-    elif delivery.purpose == Delivery.Purpose.REMIND:
+
+    def render_reminder(self, request: ApprovalRequest, *, key: str) -> SlackMessage:
         request.refresh_from_db()
         if not request.slack_ts:
             raise RetryLater("the approval message has not been posted yet", retry_after=5)
-        text = f"Reminder: this still waits for your answer. It {deadline_phrase(decision.expires_at)}."
-        response = _call(
-            lambda: client.chat_postMessage(
-                channel=request.slack_channel, thread_ts=request.slack_ts, text=text
-            )
+        text = (
+            f"Reminder: this still waits for your answer. It {deadline_phrase(request.decision.expires_at)}."
         )
-    elif delivery.purpose == Delivery.Purpose.UPDATE:
+        return SlackMessage(text=text, channel=request.slack_channel, thread_ts=request.slack_ts)
+
+    def render_outcome(self, request: ApprovalRequest, *, key: str) -> SlackMessage | None:
         request.refresh_from_db()
         if not request.slack_ts:
-            if delivery.request.deliveries.filter(
+            if request.deliveries.filter(
                 purpose=Delivery.Purpose.ASK, status=Delivery.Status.PENDING
             ).exists():
                 raise RetryLater("the approval message is still being posted", retry_after=2)
-            return AttemptReport(response_snippet="no message was posted: nothing to update")
+            return None  # no message was posted: nothing to update
+        decision = request.decision
         decision.refresh_from_db()
-        response = _call(
-            lambda: client.chat_update(
-                channel=request.slack_channel,
-                ts=request.slack_ts,
-                text=f"{decision.get_status_display()}: {escape(decision.action, 280)}",
-                blocks=outcome_blocks(decision),
-            )
+        return SlackMessage(
+            text=f"{decision.get_status_display()}: {escape(decision.action, 280)}",
+            blocks=outcome_blocks(decision),
+            channel=request.slack_channel,
+            ts=request.slack_ts,
         )
-    else:
-        raise PermanentFailure(f"Slack has no message for purpose {delivery.purpose}")
-    return AttemptReport(status_code=response.status_code, response_snippet=str(response.data)[:500])
+
+    def send(self, request: ApprovalRequest, message: SlackMessage) -> SentFacts:
+        client = client_for(request.decision.organization_id)
+        if message.ts:
+            return _report(
+                _call(
+                    lambda: client.chat_update(
+                        channel=message.channel, ts=message.ts, text=message.text, blocks=message.blocks
+                    )
+                )
+            )
+        if message.channel:
+            return _report(
+                _call(
+                    lambda: client.chat_postMessage(
+                        channel=message.channel, thread_ts=message.thread_ts or None, text=message.text
+                    )
+                )
+            )
+        channel, user = _call(lambda: _target(client, request))
+        response = _call(
+            lambda: client.chat_postMessage(channel=channel, text=message.text, blocks=message.blocks)
+        )
+        ref = MessageRef(conversation=response["channel"], message=response["ts"], recipient=user)
+        return SentFacts(
+            message_ref=ref, status_code=response.status_code, response_snippet=str(response.data)[:500]
+        )
+
+
+def send_slack(delivery: Delivery) -> AttemptReport | None:
+    """What the outbox runs for a Slack delivery."""
+    return sender_for(SlackChannel.name)(delivery)
