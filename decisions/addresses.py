@@ -1,5 +1,7 @@
-"""Approver addresses: an email, `slack:U123ABC` / `slack:C123ABC` / `slack:#channel`, or
-`group:<name>`. Pure parsing: group expansion, which reads the database, is in routing.py."""
+"""Approver addresses: an email, `slack:U123ABC` / `slack:C123ABC` / `slack:#channel`,
+`group:<name>`, or the form of a channel that declares its own prefix (`teams:…`: see
+channels.base.Channel.address_prefix). Pure parsing: group expansion, which reads the
+database, is in routing.py."""
 
 import re
 
@@ -17,12 +19,30 @@ MAX_ADDRESS_LENGTH = 320
 # few more: quoted names, IP literals, internationalised domains).
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _EMAIL = rf"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@{_LABEL}(?:\.{_LABEL})*\.[A-Za-z]{{2,63}}"
-ADDRESS_PATTERN = rf"^(?:{_EMAIL}|{_SLACK_ID}|group:{_GROUP_NAME})$"
+
+
+def address_pattern() -> str:
+    """The pattern the OpenAPI schema shows, with each prefixed channel's form (the registry
+    imports the channels: call it once Django is set up, not at import)."""
+    from channels.registry import prefixed_channels
+
+    forms = [_EMAIL, _SLACK_ID, f"group:{_GROUP_NAME}", *(c.address_pattern for c in prefixed_channels())]
+    return rf"^(?:{'|'.join(form for form in forms if form)})$"
+
+
+def _channel_address(value: str) -> tuple[str, str] | None:
+    """(channel name, normalised value) when a registered channel claims the prefix."""
+    from channels.registry import prefixed_channels
+
+    for channel in prefixed_channels():
+        if value.startswith(channel.address_prefix):
+            return channel.name, channel.normalize_address(value)
+    return None
 
 
 def parse_address(raw: str) -> tuple[str, str]:
-    """('email' | 'slack' | 'group', normalised value). Raises ValueError with a message for
-    the approver."""
+    """('email' | 'slack' | 'group' | a prefixed channel's name, normalised value). Raises
+    ValueError with a message for the approver."""
     value = raw.strip()
     if not value or len(value) > MAX_ADDRESS_LENGTH:
         raise ValueError(f"'{raw[:80]}' is not an approver address.")
@@ -34,8 +54,10 @@ def parse_address(raw: str) -> tuple[str, str]:
         if not _SLACK.match(value):
             raise ValueError(f"'{value[:80]}' is not a Slack address: use slack:U123ABC or slack:#channel.")
         return "slack", value
+    if found := _channel_address(value):
+        return found
     try:
         validate_email(value)
     except ValidationError:
-        raise ValueError(f"'{value[:80]}' is not an email address, slack:… or group:….") from None
+        raise ValueError(f"'{value[:80]}' is not an email address, slack:…, teams:… or group:….") from None
     return "email", value.lower()

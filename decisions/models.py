@@ -148,10 +148,12 @@ class ApprovalRequest(models.Model):
     text = models.TextField(blank=True)
     note = models.TextField(blank=True)
     edited_details = models.JSONField(null=True, blank=True)
-    # Where the Slack message for this request was posted, and to whom (for a DM).
-    slack_channel = models.CharField(max_length=32, blank=True)
-    slack_ts = models.CharField(max_length=32, blank=True)
-    slack_user = models.CharField(max_length=32, blank=True)
+    # Where the channel's message for this request was posted (channels.base.MessageRef), and to
+    # whom: a Slack channel and ts, a Teams conversation and activity. Teams' ids run to some 150
+    # characters (a 1:1 conversation is "a:1" and 130 more).
+    slack_channel = models.CharField(max_length=255, blank=True)
+    slack_ts = models.CharField(max_length=100, blank=True)
+    slack_user = models.CharField(max_length=255, blank=True)
 
     class Meta:
         constraints = [
@@ -191,9 +193,9 @@ class ApproverGroup(models.Model):
                 kind, _ = parse_address(member) if isinstance(member, str) else ("", "")
             except ValueError as exc:
                 raise ValidationError({"members": str(exc)}) from None
-            if kind not in ("email", "slack"):
+            if kind in ("", "group"):
                 raise ValidationError(
-                    {"members": f"{member!r}: members are emails or slack:… (groups do not nest)."}
+                    {"members": f"{member!r}: members are approver addresses (groups do not nest)."}
                 )
 
 

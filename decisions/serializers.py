@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from broker.fields import JSONObjectField, StrictBooleanField, StrictCharField, StrictNumberField
 from broker.schema import SchemaRules
-from decisions.addresses import ADDRESS_PATTERN, MAX_ADDRESS_LENGTH, parse_address
+from decisions.addresses import MAX_ADDRESS_LENGTH, address_pattern, parse_address
 from decisions.models import Decision, OnTimeout, ResponseType, Status, Urgency
 from notifications.ssrf import check_callback_url
 
@@ -21,9 +21,10 @@ MAX_TIMEOUT_MINUTES = 365 * 24 * 60
         "type": "string",
         "minLength": 1,
         "maxLength": MAX_ADDRESS_LENGTH,
-        "pattern": ADDRESS_PATTERN,
-        "description": "an email address, slack:U123ABC, slack:#channel or group:<name> (a group "
-        "the organization has)",
+        "pattern": address_pattern(),
+        "description": "an email address, slack:U123ABC, slack:#channel, teams:29:<user id>, "
+        "teams:<Entra object id>, teams:19:<conversation id> or group:<name> (a group the "
+        "organization has)",
     }
 )
 class ApproverField(StrictCharField):

@@ -29,11 +29,14 @@ logger = logging.getLogger(__name__)
 RETRY_DELAYS = [5, 60, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 
-_EVENTS = {  # kind -> (event when sent, event when given up)
-    Delivery.Kind.EMAIL: ("notification.sent", "notification.failed"),
-    Delivery.Kind.SLACK: ("notification.sent", "notification.failed"),
-    Delivery.Kind.CALLBACK: ("callback.delivered", "callback.failed"),
-}
+_CALLBACK_EVENTS = ("callback.delivered", "callback.failed")
+# Every other kind is a channel's message to an approver (email, Slack, Teams, …).
+_NOTIFICATION_EVENTS = ("notification.sent", "notification.failed")
+
+
+def _events(kind: str) -> tuple[str, str]:
+    """(event when sent, event when given up) for a delivery of this kind."""
+    return _CALLBACK_EVENTS if kind == Delivery.Kind.CALLBACK else _NOTIFICATION_EVENTS
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -139,7 +142,7 @@ def delivery_succeed(*, delivery: Delivery, report: AttemptReport | None = None)
     audit_record(
         organization_id=delivery.organization_id,
         decision_id=delivery.decision_id,
-        event=_EVENTS[delivery.kind][0],
+        event=_events(delivery.kind)[0],
         actor="system",
         channel=delivery.kind,
         payload=_audit_payload(delivery),
@@ -149,7 +152,7 @@ def delivery_succeed(*, delivery: Delivery, report: AttemptReport | None = None)
 @transaction.atomic
 def delivery_fail(*, delivery: Delivery, reason: str) -> None:
     """Give up on a delivery for good, with the reason in the row and the audit trail."""
-    _settle_unsent(delivery, status=Delivery.Status.FAILED, event=_EVENTS[delivery.kind][1], reason=reason)
+    _settle_unsent(delivery, status=Delivery.Status.FAILED, event=_events(delivery.kind)[1], reason=reason)
 
 
 @transaction.atomic

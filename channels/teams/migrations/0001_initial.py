@@ -5,27 +5,66 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('organizations', '0004_settings_version'),
+        ("organizations", "0004_settings_version"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='TeamsSettings',
+            name="TeamsSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('app_id', models.CharField(blank=True, help_text="the bot's Microsoft App ID (empty: TEAMS_APP_ID)", max_length=64)),
-                ('app_password_env', models.CharField(blank=True, help_text="name of the environment variable holding the bot's secret (empty: TEAMS_APP_PASSWORD)", max_length=100)),
-                ('tenant_id', models.CharField(blank=True, help_text='the Microsoft Entra tenant (directory) ID (empty: TEAMS_TENANT_ID)', max_length=64)),
-                ('service_url', models.URLField(blank=True, help_text='the Bot Framework connector, e.g. https://smba.trafficmanager.net/emea/ (empty: TEAMS_SERVICE_URL)', max_length=300)),
-                ('organization', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='teams_settings', to='organizations.organization')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "app_id",
+                    models.CharField(
+                        blank=True,
+                        help_text="the bot's Microsoft App ID (empty: TEAMS_APP_ID)",
+                        max_length=64,
+                    ),
+                ),
+                (
+                    "app_password_env",
+                    models.CharField(
+                        blank=True,
+                        help_text="name of the environment variable holding the bot's secret (empty: TEAMS_APP_PASSWORD)",
+                        max_length=100,
+                    ),
+                ),
+                (
+                    "tenant_id",
+                    models.CharField(
+                        blank=True,
+                        help_text="the Microsoft Entra tenant (directory) ID (empty: TEAMS_TENANT_ID)",
+                        max_length=64,
+                    ),
+                ),
+                (
+                    "service_url",
+                    models.URLField(
+                        blank=True,
+                        help_text="the Bot Framework connector, e.g. https://smba.trafficmanager.net/emea/ (empty: TEAMS_SERVICE_URL)",
+                        max_length=300,
+                    ),
+                ),
+                (
+                    "organization",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="teams_settings",
+                        to="organizations.organization",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'Teams settings',
-                'verbose_name_plural': 'Teams settings',
+                "verbose_name": "Teams settings",
+                "verbose_name_plural": "Teams settings",
             },
         ),
     ]
