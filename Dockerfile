@@ -6,6 +6,7 @@ COPY broker broker
 COPY organizations organizations
 COPY decisions decisions
 COPY notifications notifications
+COPY channels channels
 COPY audit audit
 COPY templates templates
 COPY manage.py .
