@@ -6,8 +6,8 @@ COPY broker broker
 COPY organizations organizations
 COPY decisions decisions
 COPY notifications notifications
-COPY audit audit
 COPY channels channels
+COPY audit audit
 COPY templates templates
 COPY manage.py .
 # Editable, so the code runs from /app (settings find templates/ and var/ beside it).

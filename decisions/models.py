@@ -61,7 +61,7 @@ class StoredJSONField(models.JSONField):
 
 class Decision(models.Model):
     """One action put to people for sign-off. Its status moves once, from pending to a final
-    state, and only through the compare-and-set updates in decisions/services.py."""
+    state, and only through the compare-and-set updates in decisions/services/."""
 
     id = models.CharField(primary_key=True, max_length=40, default=new_decision_id, editable=False)
     organization = models.ForeignKey(

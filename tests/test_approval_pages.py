@@ -15,9 +15,8 @@ import pytest
 from django.test import Client
 
 from audit.models import AuditEvent
-from decisions import services
 from decisions.models import ApprovalRequest, Decision
-from decisions.services import MAX_NOTE_LENGTH, decision_create
+from decisions.services import MAX_NOTE_LENGTH, decision_create, link_views
 from notifications import dev_outbox
 from notifications.models import Delivery
 from notifications.services import delivery_attempt
@@ -191,7 +190,7 @@ def test_a_bot_opening_a_link_80_times_in_a_minute_leaves_one_event(acme_key, ma
 
 def test_the_first_view_of_a_later_window_carries_the_views_counted_since(acme_key, mailoutbox, monkeypatch):
     # given: a one-second window, so the test need not wait a minute
-    monkeypatch.setattr(services, "LINK_VIEW_WINDOW_SECONDS", 1)
+    monkeypatch.setattr(link_views, "LINK_VIEW_WINDOW_SECONDS", 1)
     decision = ask(acme_key)
     approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
     bot = browser(SCANNERS[1])

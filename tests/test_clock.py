@@ -1,4 +1,4 @@
-"""The clock: deadlines, reminders, escalations and chain repeats, through decisions.clock.
+"""The clock: deadlines, reminders, escalations and chain repeats, through decisions.services.tick.
 
 Named actors: Acme's agent asks alice first; bob the backup is the first escalation level,
 carol the second, dave the third.
@@ -20,10 +20,10 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from channels.email.channel import approval_email
-from decisions.clock import decision_tick, fire_due
 from decisions.models import ApprovalRequest, Decision, Status
 from decisions.schedule import build_schedule
 from decisions.services import AlreadyResolved, DeadlinePassed, decision_answer, decision_create
+from decisions.services.tick import decision_tick, fire_due
 from notifications.models import Delivery
 from notifications.services import delivery_attempt
 from tests.conftest import ALICE, BOB, CAROL

@@ -9,9 +9,9 @@ import pytest
 from django.utils import timezone
 
 from audit.export import BOM
-from decisions.clock import decision_tick
 from decisions.models import ApprovalRequest, Decision
 from decisions.services import decision_answer, decision_create
+from decisions.services.tick import decision_tick
 from organizations.services import api_key_create
 from tests.conftest import ALICE, BOB, CAROL, client_for
 

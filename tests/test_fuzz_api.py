@@ -37,11 +37,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from broker.asgi import application
-from decisions import services as decision_services
 from decisions.models import ApproverGroup, Decision, Policy
 from decisions.routing import expand_addresses
 from decisions.serializers import MAX_TIMEOUT_MINUTES
 from decisions.services import decision_answer, decision_cancel, decision_create, decision_expire
+from decisions.services import resolve as decision_services
 from notifications import tasks
 from organizations.services import api_key_create, organization_get_or_create
 from tests.conftest import ALICE, BOB, CAROL

@@ -319,7 +319,7 @@ def test_a_lost_wake_up_costs_latency_not_the_answer(
 ):
     # given: announcements are lost (Redis blipped), and the database re-check runs often
     published: list[str] = []
-    monkeypatch.setattr("decisions.services.publish_resolution", published.append)
+    monkeypatch.setattr("decisions.services.resolve.publish_resolution", published.append)
     settings.LONGPOLL_RECHECK_SECONDS = 0.2
     decision = ask_alice(acme_key[0])
     answer = long_poll(agents, asgi_server, acme_key[1], decision.id)

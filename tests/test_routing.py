@@ -18,9 +18,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from audit.models import AuditEvent
-from decisions.clock import fire_due
 from decisions.models import ApprovalRequest, ApproverGroup, Decision, Policy, Status
 from decisions.services import decision_answer, decision_create
+from decisions.services.tick import fire_due
 from notifications.models import Delivery
 from tests.conftest import ALICE, BOB, CAROL
 

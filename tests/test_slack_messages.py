@@ -16,10 +16,10 @@ from django.test import Client
 
 from audit.models import AuditEvent
 from channels.slack.channel import CHOICE_ACTION_PREFIX, NOTE_ACTION, escape, send_slack
-from decisions.clock import decision_tick
 from decisions.links import read_request_token
 from decisions.models import ApprovalRequest, Decision, ResponseType, Status
 from decisions.services import decision_answer, decision_cancel, decision_create
+from decisions.services.tick import decision_tick
 from notifications.models import Delivery, DeliveryAttempt, SlackSettings
 from notifications.senders import RetryLater
 from notifications.services import delivery_attempt

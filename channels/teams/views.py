@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from broker.errors import InvalidInput, error_response
 from broker.http import UntrustedJSONError, parse_untrusted_json
+from channels.answers import answer_record
 from channels.base import InboundAnswer
 from channels.teams.auth import InvalidToken, check_endorsed, verify_token
 from channels.teams.cards import ANSWER_VERB, NOTE_INPUT, OPTION_FIELD, REFRESH_VERB, TEXT_INPUT, TOKEN_FIELD
@@ -168,21 +169,6 @@ def answer_from_request(http_request: HttpRequest) -> InboundAnswer:
     return answer_from(action)
 
 
-def _record(answer: InboundAnswer) -> None:
-    services.decision_answer(
-        request_id=answer.request.pk,
-        choice=answer.choice,
-        text=answer.text,
-        note=answer.note,
-        details=answer.details,
-        via=answer.via,
-        answered_by=answer.answered_by,
-        answered_by_name=answer.answered_by_name,
-        ip=answer.ip,
-        user_agent=answer.user_agent,
-    )
-
-
 def _card_response(request: ApprovalRequest) -> JsonResponse:
     request = ApprovalRequest.objects.select_related("decision__organization").get(pk=request.pk)
     card = CHANNEL.card_now(request)
@@ -211,7 +197,7 @@ def _on_action(action: Action) -> HttpResponse:
     if action.verb == REFRESH_VERB:
         return _card_response(action.request)
     try:
-        _record(answer_from(action))
+        answer_record(answer_from(action))
     except Declined as exc:
         return _message_response(str(exc))
     except (services.DeadlinePassed, services.AlreadyResolved, services.AlreadyAnswered):
