@@ -73,7 +73,9 @@ class CountersignCollector:
         outbox = GaugeMetricFamily(
             "countersign_outbox_pending", "Deliveries waiting to go out", labels=["kind"]
         )
-        for kind in Delivery.Kind.values:
+        # Every kind the outbox knows, and any channel's kind that has rows waiting (a channel is
+        # a registry entry, not a Delivery.Kind).
+        for kind in sorted({*Delivery.Kind.values, *by_kind}):
             outbox.add_metric([kind], by_kind.get(kind, 0))
         yield outbox
         oldest_due = pending.filter(next_attempt_at__lte=now).aggregate(at=Min("next_attempt_at"))["at"]

@@ -37,7 +37,7 @@ DEFAULT_WAIT_SECONDS = 45.0  # many MCP clients give up on a tool call after 60 
 MAX_WAIT_SECONDS = 600.0
 
 INSTRUCTIONS = (
-    "Countersign asks a person to sign off before you act, by email or Slack, and tells you "
+    "Countersign asks a person to sign off before you act, by email, Slack or Teams, and tells you "
     "their answer. Call request_approval before any action that needs a human's approval and "
     "go ahead only if it answers approved: true, with the details it returns (the approver may "
     "have edited them). While it is pending, call wait_for_decision with its decision_id. "
@@ -57,7 +57,8 @@ Approvers = Annotated[
     Field(
         max_length=50,
         description=(
-            "Who to ask: email addresses, slack:U123 (a Slack user), slack:#channel or group:<name>. "
+            "Who to ask: email addresses, slack:U123 (a Slack user), slack:#channel, teams:29:… or "
+            "teams:<Entra object id> (a Teams user), teams:19:… (a Teams channel) or group:<name>. "
             "Leave out to use the server's default approvers or the organization's policy."
         ),
     ),
