@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from notifications.senders import AttemptReport, PermanentFailure, RetryLater
 
 __all__ = [
+    "AnswerRefused",
     "AttemptReport",
     "Channel",
     "InboundAnswer",
@@ -32,7 +33,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from django.http import HttpRequest
+    from django.http import HttpRequest, HttpResponse
 
     from decisions.models import ApprovalRequest
 
@@ -71,6 +72,16 @@ class InboundAnswer:
     answered_by_name: str = ""
     ip: str = ""
     user_agent: str = ""
+    reply_to: Any = None  # what the channel needs to tell the person how it went (Slack: the payload)
+
+
+class AnswerRefused(Exception):
+    """parse_answer found no answer to record (a bad signature, a form to show, a button that
+    opens one): `response` is what the endpoint answers instead."""
+
+    def __init__(self, response: HttpResponse) -> None:
+        super().__init__(response.status_code)
+        self.response = response
 
 
 class Channel(ABC):
@@ -109,9 +120,11 @@ class Channel(ABC):
         """Send what a render_* method returned. Raises PermanentFailure or RetryLater (or
         anything else, retried with backoff); never writes to the database."""
 
-    def parse_answer(self, http_request: HttpRequest) -> InboundAnswer:
-        """Verify an inbound HTTP request (a signature, a signed token) and read the answer it
-        carries. Channels whose answers arrive elsewhere need not implement it."""
+    def parse_answer(self, http_request: HttpRequest, **url_kwargs: str) -> InboundAnswer:
+        """Verify an inbound HTTP request (a signature, a signed token; `url_kwargs` are what its
+        URL pattern captured) and read the answer it carries, or raise AnswerRefused. Record it
+        with channels.answers.answer_record. Channels whose answers arrive elsewhere need not
+        implement it."""
         raise NotImplementedError(f"{self.name} receives no answers over HTTP")
 
     def deliver(self, request: ApprovalRequest, *, purpose: str, key: str) -> SentFacts:

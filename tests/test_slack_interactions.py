@@ -14,7 +14,7 @@ import pytest
 from django.test import Client
 
 from audit.models import AuditEvent
-from channels.slack.channel import CHOICE_ACTION_PREFIX, MODAL_CALLBACK, NOTE_ACTION, is_slack_url
+from channels.slack.messages import CHOICE_ACTION_PREFIX, MODAL_CALLBACK, NOTE_ACTION, is_slack_url
 from decisions.links import link_token, request_token
 from decisions.models import ApprovalRequest, Decision, ResponseType, Status
 from decisions.services import decision_answer, decision_create

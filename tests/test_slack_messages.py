@@ -15,7 +15,8 @@ import pytest
 from django.test import Client
 
 from audit.models import AuditEvent
-from channels.slack.channel import CHOICE_ACTION_PREFIX, NOTE_ACTION, escape, send_slack
+from channels.slack.channel import send_slack
+from channels.slack.messages import CHOICE_ACTION_PREFIX, NOTE_ACTION, escape
 from decisions.links import read_request_token
 from decisions.models import ApprovalRequest, Decision, ResponseType, Status
 from decisions.services import decision_answer, decision_cancel, decision_create

@@ -7,10 +7,14 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
+from django.http import HttpRequest
 from django.template.loader import render_to_string
 
-from channels.base import Channel, PermanentFailure, SentFacts
-from channels.email import tracking  # noqa: F401  (connects the providers' tracking webhooks)
+from channels.base import Channel, InboundAnswer, PermanentFailure, SentFacts
+from channels.email import (
+    pages,
+    tracking,  # noqa: F401  (connects the providers' tracking webhooks)
+)
 from decisions.display import BUTTON_COLOURS, OTHER_BUTTON_COLOUR, deadline_phrase, detail_rows, option_label
 from decisions.links import TEXT_ANSWER, link_url
 from decisions.models import ApprovalRequest, ResponseType, Via
@@ -83,6 +87,9 @@ class EmailChannel(Channel):
 
     def render_reminder(self, request: ApprovalRequest, *, key: str) -> EmailMultiAlternatives:
         return render_email(request, key=key, reminder=True)
+
+    def parse_answer(self, http_request: HttpRequest, **url_kwargs: str) -> InboundAnswer:
+        return pages.parse_answer(http_request, url_kwargs["token"])
 
     def send(self, request: ApprovalRequest, message: EmailMultiAlternatives) -> SentFacts:
         try:

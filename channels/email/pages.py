@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods
 
 from broker.errors import InvalidInput
 from channels.answers import answer_record
-from channels.base import InboundAnswer
+from channels.base import AnswerRefused, InboundAnswer
 from decisions import selectors, services
 from decisions.display import BUTTON_COLOURS, OTHER_BUTTON_COLOUR, deadline_phrase, detail_rows, option_label
 from decisions.links import BadLink, read_link
@@ -117,59 +117,88 @@ def _edited_details(approval: ApprovalRequest, choice: str, form) -> dict | None
     return edited if edited != approval.decision.details else None
 
 
+def _approval_for(request: HttpRequest, token: str) -> tuple[ApprovalRequest, str]:
+    """The request and choice a link names. Raises AnswerRefused (a 404 page) for any other."""
+    try:
+        claim = read_link(token)
+    except BadLink:
+        raise AnswerRefused(
+            problem_page(
+                request,
+                404,
+                "This link is not valid",
+                "It may have been cut short or changed. Open it again from the email you received.",
+            )
+        ) from None
+    approval = selectors.approval_request_for_link(claim)
+    if approval is None:
+        raise AnswerRefused(
+            problem_page(
+                request, 404, "This link is not valid", "It does not match any request for sign-off."
+            )
+        )
+    return approval, claim.choice
+
+
+def _form_again(request: HttpRequest, approval: ApprovalRequest, choice: str, error: str) -> HttpResponse:
+    # Show the form again with what they typed, but never more than could be accepted.
+    note = request.POST.get("note", "")[: services.MAX_NOTE_LENGTH]
+    text = request.POST.get("text", "")[: services.MAX_TEXT_LENGTH]
+    context = _context(approval, choice, error=error, note=note, text=text)
+    return _page(request, "channels/email/confirm.html", context, status=400)
+
+
+def parse_answer(request: HttpRequest, token: str) -> InboundAnswer:
+    """The answer a confirm page POSTs: verified by its signed link. Raises AnswerRefused with
+    the page to show instead (an invalid link, a POST without the confirm, details that are not
+    of their type)."""
+    approval, choice = _approval_for(request, token)
+    form = request.POST
+    if form.get("confirm") != "yes":
+        raise AnswerRefused(
+            problem_page(
+                request, 400, "This answer is incomplete", "Use the confirm button on the page to answer."
+            )
+        )
+    try:
+        details = _edited_details(approval, choice, form)
+    except InvalidInput as exc:
+        raise AnswerRefused(_form_again(request, approval, choice, exc.message)) from None
+    return InboundAnswer(
+        request=approval,
+        via=Via.EMAIL,
+        choice=choice,
+        text=form.get("text", ""),
+        note=form.get("note", ""),
+        details=details,
+        **_client(request),
+    )
+
+
 @csrf_exempt  # the signed token in the URL is the credential; no cookie or session to forge
 @require_http_methods(["GET", "HEAD", "POST"])
 def approval_link(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        claim = read_link(token)
-    except BadLink:
-        return problem_page(
-            request,
-            404,
-            "This link is not valid",
-            "It may have been cut short or changed. Open it again from the email you received.",
-        )
-    approval = selectors.approval_request_for_link(claim)
-    if approval is None:
-        return problem_page(
-            request, 404, "This link is not valid", "It does not match any request for sign-off."
-        )
-
-    if request.method == "POST":
-        return _answer(request, approval, claim.choice)
-    services.approval_link_viewed(request=approval, choice=claim.choice, **_client(request))
+        if request.method == "POST":
+            return _answer(request, parse_answer(request, token))
+        approval, choice = _approval_for(request, token)
+    except AnswerRefused as refused:
+        return refused.response
+    services.approval_link_viewed(request=approval, choice=choice, **_client(request))
     return _closed_page(request, approval, status=200) or _page(
-        request, "channels/email/confirm.html", _context(approval, claim.choice)
+        request, "channels/email/confirm.html", _context(approval, choice)
     )
 
 
-def _answer(request: HttpRequest, approval: ApprovalRequest, choice: str) -> HttpResponse:
-    form = request.POST
-    if form.get("confirm") != "yes":
-        return problem_page(
-            request, 400, "This answer is incomplete", "Use the confirm button on the page to answer."
-        )
+def _answer(request: HttpRequest, answer: InboundAnswer) -> HttpResponse:
+    approval = answer.request
     try:
-        answer_record(
-            InboundAnswer(
-                request=approval,
-                via=Via.EMAIL,
-                choice=choice,
-                text=form.get("text", ""),
-                note=form.get("note", ""),
-                details=_edited_details(approval, choice, form),
-                **_client(request),
-            )
-        )
+        answer_record(answer)
     except (services.AlreadyResolved, services.AlreadyAnswered, services.DeadlinePassed):
         return _closed_page(request, approval, status=409) or problem_page(
             request, 409, "Already answered", "This decision can no longer be answered."
         )
     except InvalidInput as exc:
-        # Show the form again with what they typed, but never more than could be accepted.
-        note = form.get("note", "")[: services.MAX_NOTE_LENGTH]
-        text = form.get("text", "")[: services.MAX_TEXT_LENGTH]
-        context = _context(approval, choice, error=exc.message, note=note, text=text)
-        return _page(request, "channels/email/confirm.html", context, status=400)
+        return _form_again(request, approval, answer.choice, exc.message)
     approval.decision.refresh_from_db()
-    return _page(request, "channels/email/done.html", _context(approval, choice))
+    return _page(request, "channels/email/done.html", _context(approval, answer.choice))

@@ -1,10 +1,11 @@
 """POST /slack/interactions: a button pressed or a modal submitted in Slack.
 
-The request is verified with slack-sdk's SignatureVerifier, against the signing secret of the
-organization whose message it is (forged, unsigned or older than five minutes: 401, nothing
-happens). The answer goes through decision_answer, so Slack's 3-second acknowledgement is
-met with time to spare; updating the message happens afterwards, through the outbox.
-Whatever cannot be done is said back privately to the person who clicked (an ephemeral reply).
+parse_answer verifies the request with slack-sdk's SignatureVerifier, against the signing secret
+of the organization whose message it is (forged, unsigned or older than five minutes: 401,
+nothing happens), and reads the answer; the view records it through decision_answer, so
+Slack's 3-second acknowledgement is met with time to spare; updating the message happens
+afterwards, through the outbox. Whatever cannot be done is said back privately to the person
+who clicked (an ephemeral reply).
 """
 
 import logging
@@ -21,8 +22,8 @@ from slack_sdk.webhook import WebhookClient
 from broker.errors import InvalidInput, error_response
 from broker.http import UntrustedJSONError, parse_untrusted_json
 from channels.answers import answer_record
-from channels.base import InboundAnswer
-from channels.slack.channel import (
+from channels.base import AnswerRefused, InboundAnswer
+from channels.slack.messages import (
     CHOICE_ACTION_PREFIX,
     MODAL_CALLBACK,
     NOTE_ACTION,
@@ -118,33 +119,33 @@ def _closed_message(approval: ApprovalRequest) -> str:
     return f"Already {decision.status} by {escape(by)} via {outcome.get('via')}. Nothing was changed."
 
 
-def _answer(
-    approval: ApprovalRequest, payload: dict, *, choice: str = "", text: str = "", note: str = ""
-) -> str | None:
-    """Answer through the decision services; a message for the clicker if it was not taken."""
-    user = _obj(payload.get("user"))
-    user_id = str(user.get("id", ""))
+def _problem(answer: InboundAnswer) -> str | None:
+    """Record the answer; a message for the clicker if it was not taken."""
     try:
-        answer_record(
-            InboundAnswer(
-                request=approval,
-                via=Via.SLACK,
-                choice=choice,
-                text=text,
-                note=note,
-                # In a channel anyone may answer: record who did. In a DM it is the approver.
-                answered_by="" if approval.slack_user else f"slack:{user_id}",
-                answered_by_name=str(user.get("username") or user.get("name") or "")[:100],
-                user_agent="Slack",
-            )
-        )
+        answer_record(answer)
     except services.DeadlinePassed:
         return "Too late: this request expired before your answer. Nothing was changed."
     except (services.AlreadyResolved, services.AlreadyAnswered):
-        return _closed_message(approval)
+        return _closed_message(answer.request)
     except InvalidInput as exc:
         return escape(exc.message)  # it may quote what was typed into the modal
     return None
+
+
+def _inbound(approval: ApprovalRequest, payload: dict, *, choice: str = "", text: str = "", note: str = ""):
+    user = _obj(payload.get("user"))
+    return InboundAnswer(
+        request=approval,
+        via=Via.SLACK,
+        choice=choice,
+        text=text,
+        note=note,
+        # In a channel anyone may answer: record who did. In a DM it is the approver.
+        answered_by="" if approval.slack_user else f"slack:{user.get('id', '')}",
+        answered_by_name=str(user.get("username") or user.get("name") or "")[:100],
+        user_agent="Slack",
+        reply_to=payload,
+    )
 
 
 def _answer_modal(approval: ApprovalRequest) -> dict:
@@ -203,52 +204,62 @@ def _answer_modal(approval: ApprovalRequest) -> dict:
     }
 
 
-def _on_button(payload: dict, secret: str) -> HttpResponse:
+def _approval_and_user(payload: dict, token: str, secret: str, what: str) -> tuple[ApprovalRequest, str]:
+    """The request a button or form refers to and the Slack user who used it."""
+    approval = _request_for(token, secret)
+    if approval is None:
+        raise AnswerRefused(error_response(400, "unknown_action", f"This {what} is not one of ours."))
+    user_id = str(_obj(payload.get("user")).get("id", ""))
+    if not user_id:
+        raise AnswerRefused(error_response(400, "bad_payload", "The payload names no user."))
+    return approval, user_id
+
+
+def _acknowledged(payload: dict, message: str) -> AnswerRefused:
+    _tell(payload, message)
+    return AnswerRefused(HttpResponse(status=200))
+
+
+def _open_form(approval: ApprovalRequest, payload: dict) -> AnswerRefused:
+    if not approval.decision.is_pending or approval.state != ApprovalRequest.State.PENDING:
+        return _acknowledged(payload, _closed_message(approval))
+    try:
+        client_for(approval.decision.organization_id).views_open(
+            trigger_id=str(payload.get("trigger_id", "")), view=_answer_modal(approval)
+        )
+    except Exception:
+        logger.warning("slack: views.open failed", exc_info=True)
+        _tell(payload, "Sorry, the answer form could not be opened. Try again.")
+    return AnswerRefused(HttpResponse(status=200))
+
+
+def _button_answer(payload: dict, secret: str) -> InboundAnswer:
     actions = payload.get("actions")
     action = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else {}
     action_id, token = str(action.get("action_id", "")), str(action.get("value", ""))
-    approval = _request_for(token, secret)
-    if approval is None:
-        return error_response(400, "unknown_action", "This button is not one of ours.")
-    user_id = str(_obj(payload.get("user")).get("id", ""))
-    if not user_id:
-        return error_response(400, "bad_payload", "The payload names no user.")
+    approval, user_id = _approval_and_user(payload, token, secret, "button")
     if problem := _not_allowed(approval, user_id):
-        _tell(payload, problem)
-        return HttpResponse(status=200)
+        raise _acknowledged(payload, problem)
     if action_id == NOTE_ACTION:
-        if not approval.decision.is_pending or approval.state != ApprovalRequest.State.PENDING:
-            _tell(payload, _closed_message(approval))
-            return HttpResponse(status=200)
-        try:
-            client_for(approval.decision.organization_id).views_open(
-                trigger_id=str(payload.get("trigger_id", "")), view=_answer_modal(approval)
-            )
-        except Exception:
-            logger.warning("slack: views.open failed", exc_info=True)
-            _tell(payload, "Sorry, the answer form could not be opened. Try again.")
-        return HttpResponse(status=200)
+        raise _open_form(approval, payload)
     index = action_id.removeprefix(CHOICE_ACTION_PREFIX)
     options = approval.decision.options
     if not action_id.startswith(CHOICE_ACTION_PREFIX) or not index.isdigit() or int(index) >= len(options):
-        return error_response(400, "unknown_action", f"Unknown action {action_id[:64]!r}.")
-    if message := _answer(approval, payload, choice=options[int(index)]):
-        _tell(payload, message)
-    return HttpResponse(status=200)
+        raise AnswerRefused(error_response(400, "unknown_action", f"Unknown action {action_id[:64]!r}."))
+    return _inbound(approval, payload, choice=options[int(index)])
 
 
-def _on_modal(payload: dict, secret: str) -> HttpResponse:
+def _form_errors(message: str) -> JsonResponse:
+    return JsonResponse({"response_action": "errors", "errors": {"cs_note": message[:150]}})
+
+
+def _modal_answer(payload: dict, secret: str) -> InboundAnswer:
     view = payload.get("view") if isinstance(payload.get("view"), dict) else {}
     if view.get("callback_id") != MODAL_CALLBACK:
-        return HttpResponse(status=200)
-    approval = _request_for(str(view.get("private_metadata", "")), secret)
-    if approval is None:
-        return error_response(400, "unknown_action", "This form is not one of ours.")
-    user_id = str(_obj(payload.get("user")).get("id", ""))
-    if not user_id:
-        return error_response(400, "bad_payload", "The payload names no user.")
+        raise AnswerRefused(HttpResponse(status=200))
+    approval, user_id = _approval_and_user(payload, str(view.get("private_metadata", "")), secret, "form")
     if problem := _not_allowed(approval, user_id):
-        return JsonResponse({"response_action": "errors", "errors": {"cs_note": problem}})
+        raise AnswerRefused(_form_errors(problem))
     values = _obj(_obj(view.get("state")).get("values"))
 
     def value(block: str, action: str) -> str:
@@ -256,38 +267,57 @@ def _on_modal(payload: dict, secret: str) -> HttpResponse:
         selected = _obj(field.get("selected_option"))
         return str(selected.get("value") or field.get("value") or "")
 
-    message = _answer(
+    return _inbound(
         approval,
         payload,
         choice=value("cs_choice", "choice"),
         text=value("cs_text", "text"),
         note=value("cs_note", "note"),
     )
-    if message:
-        return JsonResponse({"response_action": "errors", "errors": {"cs_note": message[:150]}})
-    return HttpResponse(status=200)
 
 
-@csrf_exempt  # authenticated by Slack's signature, not a browser session
-@require_POST
-def slack_interactions(request: HttpRequest) -> HttpResponse:
+def parse_answer(request: HttpRequest) -> InboundAnswer:
+    """The answer a signed interaction carries (a choice button, a submitted form). Raises
+    AnswerRefused with the response for everything else: a bad signature or payload, a button
+    that opens the form, someone answering for another."""
     secret = _verifying_secret(request)
     if secret is None:
-        return error_response(401, "invalid_signature", "The Slack signature is missing, wrong or too old.")
+        raise AnswerRefused(
+            error_response(401, "invalid_signature", "The Slack signature is missing, wrong or too old.")
+        )
     try:
         form = parse_qs(request.body.decode("utf-8"), strict_parsing=True)["payload"][0]
     except (KeyError, IndexError, ValueError, UnicodeDecodeError):
-        return error_response(400, "bad_payload", "Expected a form field 'payload' holding JSON.")
+        raise AnswerRefused(
+            error_response(400, "bad_payload", "Expected a form field 'payload' holding JSON.")
+        ) from None
     try:
         # Signed by Slack, but parsed like any JSON from outside: 5 000 levels of nesting, a NUL
         # or a lone surrogate is a 400 here as in the API, not a 500 further in.
         payload = parse_untrusted_json(form)
     except UntrustedJSONError as exc:
-        return error_response(400, "bad_payload", f"The payload is not JSON we accept. {exc}"[:300])
+        raise AnswerRefused(
+            error_response(400, "bad_payload", f"The payload is not JSON we accept. {exc}"[:300])
+        ) from None
     if not isinstance(payload, dict):
-        return error_response(400, "bad_payload", "The payload is not a JSON object.")
+        raise AnswerRefused(error_response(400, "bad_payload", "The payload is not a JSON object."))
     if payload.get("type") == "block_actions":
-        return _on_button(payload, secret)
+        return _button_answer(payload, secret)
     if payload.get("type") == "view_submission":
-        return _on_modal(payload, secret)
-    return HttpResponse(status=200)  # other interactions: acknowledged, nothing to do
+        return _modal_answer(payload, secret)
+    raise AnswerRefused(HttpResponse(status=200))  # other interactions: acknowledged, nothing to do
+
+
+@csrf_exempt  # authenticated by Slack's signature, not a browser session
+@require_POST
+def slack_interactions(request: HttpRequest) -> HttpResponse:
+    try:
+        answer = parse_answer(request)
+    except AnswerRefused as refused:
+        return refused.response
+    problem = _problem(answer)
+    if problem and answer.reply_to.get("type") == "view_submission":
+        return _form_errors(problem)
+    if problem:
+        _tell(answer.reply_to, problem)
+    return HttpResponse(status=200)

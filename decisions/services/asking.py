@@ -22,14 +22,21 @@ def ask(decision: Decision, recipients, *, stage: int, level: int) -> list[Appro
         )
         for r in recipients
     )
-    for kind in {r.channel for r in requests}:
+    deliveries_enqueue_per_channel(decision, requests, purpose=Delivery.Purpose.ASK)
+    return requests
+
+
+def deliveries_enqueue_per_channel(
+    decision: Decision, requests: list[ApprovalRequest], *, purpose: str
+) -> None:
+    """One delivery per request, of its channel's kind (the outbox finds that channel's sender)."""
+    for kind in sorted({r.channel for r in requests}):
         deliveries_enqueue(
             decision=decision,
             kind=kind,
-            purpose=Delivery.Purpose.ASK,
+            purpose=purpose,
             requests=[r for r in requests if r.channel == kind],
         )
-    return requests
 
 
 def asked_entries(decision: Decision, requests: list[ApprovalRequest]) -> list[AuditEntry]:

@@ -12,6 +12,7 @@ from django.db import transaction
 from audit.services import AuditEntry, audit_record_many
 from channels import registry as channel_registry
 from decisions.models import ApprovalRequest, Decision, Status
+from decisions.services.asking import deliveries_enqueue_per_channel
 from decisions.services.fingerprints import action_hash, iso
 from decisions.waiting import publish_resolution
 from notifications.models import Delivery
@@ -83,13 +84,7 @@ def announce(decision: Decision, *, also: list[AuditEntry] = ()) -> None:
         deliveries_enqueue(decision=decision, kind=Delivery.Kind.CALLBACK, purpose=Delivery.Purpose.OUTCOME)
     # Every message that can be edited (Slack's) shows the outcome, without buttons, whoever settled it.
     editable = list(decision.requests.filter(channel__in=channel_registry.outcome_editing_names()))
-    for kind in sorted({r.channel for r in editable}):
-        deliveries_enqueue(
-            decision=decision,
-            kind=kind,
-            purpose=Delivery.Purpose.UPDATE,
-            requests=[r for r in editable if r.channel == kind],
-        )
+    deliveries_enqueue_per_channel(decision, editable, purpose=Delivery.Purpose.UPDATE)
     # Wake long-polling agents once it is committed (robust: Redis down costs latency only).
     decision_id = decision.id  # (a lambda: see notifications.services._publish_on_commit)
     transaction.on_commit(lambda: publish_resolution(decision_id), robust=True)

@@ -20,10 +20,9 @@ from django.utils import timezone
 from audit.services import AuditEntry, audit_record_many
 from decisions.models import ApprovalRequest, Decision, OnTimeout, Status, Via
 from decisions.routing import UnknownGroups, expand_addresses
-from decisions.services.asking import ask, asked_entries
+from decisions.services.asking import ask, asked_entries, deliveries_enqueue_per_channel
 from decisions.services.resolve import announce, build_outcome, transition
 from notifications.models import Delivery
-from notifications.services import deliveries_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -114,13 +113,7 @@ def _fire(decision: Decision, steps: list[dict]) -> None:
             continue
         to_remind.update((request.pk, request) for request in chosen if request.pk not in just_asked)
     reminded = list(to_remind.values())
-    for kind in {request.channel for request in reminded}:
-        deliveries_enqueue(
-            decision=decision,
-            kind=kind,
-            purpose=Delivery.Purpose.REMIND,
-            requests=[request for request in reminded if request.channel == kind],
-        )
+    deliveries_enqueue_per_channel(decision, reminded, purpose=Delivery.Purpose.REMIND)
 
     entries: list[AuditEntry] = []
     for level, requests in escalated:
