@@ -107,11 +107,12 @@ class TeamsChannel(Channel):
             response_snippet=f"activity {activity_id} in {conversation}"[:500],
         )
 
-    def parse_answer(self, http_request) -> InboundAnswer:
-        from channels.teams.views import answer_from_request
+    def parse_answer(self, http_request, **url_kwargs: str) -> InboundAnswer:
+        from channels.teams.views import answer_from_request  # the views import this module
 
         return answer_from_request(http_request)
 
     def card_now(self, request: ApprovalRequest) -> dict:
+        """The card as it should read now: the reply to a click or a refresh."""
         ref = message_ref(request)
         return current_card(request, recipient=ref.recipient if ref else "")
