@@ -331,8 +331,7 @@ def _create(api_key: ApiKey, body: dict[str, Any], idempotency_key: str | None) 
             api_key=api_key,
             idempotency_key=idempotency_key,
             fingerprint=services.request_fingerprint(body),
-            explicit=frozenset(body),
-            **serializer.validated_data,
+            spec=serializer.to_spec(explicit=frozenset(body)),
         )
         return _as_json(
             selectors.decision_get(organization_id=api_key.organization_id, decision_id=decision.pk)

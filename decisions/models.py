@@ -4,6 +4,7 @@ from django.utils import timezone
 
 from decisions.addresses import parse_address
 from decisions.ids import new_decision_id
+from decisions.outcomes import Outcome
 
 
 class Status(models.TextChoices):
@@ -122,6 +123,11 @@ class Decision(models.Model):
     @property
     def is_pending(self) -> bool:
         return self.status == Status.PENDING
+
+    @property
+    def resolution(self) -> Outcome | None:
+        """How it was resolved (`outcome`, typed); None while it is pending."""
+        return Outcome.from_json(self.outcome) if self.outcome else None
 
 
 class ApprovalRequest(models.Model):

@@ -21,7 +21,7 @@ from audit.models import AuditEvent
 from decisions.display import deadline_phrase
 from decisions.links import TEXT_ANSWER, read_link
 from decisions.models import ApprovalRequest, Decision
-from decisions.services import decision_answer, decision_create
+from decisions.services import DecisionSpec, decision_answer, decision_create
 from notifications.models import Delivery
 from notifications.services import delivery_attempt
 from tests.conftest import ALICE, BOB
@@ -40,7 +40,8 @@ def ask(acme_key, *, approvers=(ALICE,), **fields) -> Decision:
     fields.setdefault("details", DETAILS)
     fields.setdefault("timeout_minutes", 30)
     decision, created = decision_create(
-        api_key=acme_key[0], stages=[{"approvers": list(approvers), "quorum": "any"}], **fields
+        api_key=acme_key[0],
+        spec=DecisionSpec(stages=[{"approvers": list(approvers), "quorum": "any"}], **fields),
     )
     assert created
     return decision

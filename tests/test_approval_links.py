@@ -21,7 +21,7 @@ from audit.models import AuditEvent
 from decisions import links
 from decisions.links import link_token
 from decisions.models import ApprovalRequest, Decision
-from decisions.services import decision_cancel, decision_create
+from decisions.services import DecisionSpec, decision_cancel, decision_create
 from notifications.models import Delivery
 from notifications.services import delivery_attempt
 from tests.conftest import ALICE, BOB, CAROL
@@ -37,7 +37,8 @@ def ask(acme_key, *, approvers=(ALICE, BOB), quorum="any", **fields) -> Decision
     fields.setdefault("action", ACTION)
     fields.setdefault("details", {"amount": 1200, "currency": "EUR"})
     decision, created = decision_create(
-        api_key=acme_key[0], stages=[{"approvers": list(approvers), "quorum": quorum}], **fields
+        api_key=acme_key[0],
+        spec=DecisionSpec(stages=[{"approvers": list(approvers), "quorum": quorum}], **fields),
     )
     assert created
     return decision

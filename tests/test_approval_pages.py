@@ -16,7 +16,7 @@ from django.test import Client
 
 from audit.models import AuditEvent
 from decisions.models import ApprovalRequest, Decision
-from decisions.services import MAX_NOTE_LENGTH, decision_create, link_views
+from decisions.services import MAX_NOTE_LENGTH, DecisionSpec, decision_create, link_views
 from notifications import dev_outbox
 from notifications.models import Delivery
 from notifications.services import delivery_attempt
@@ -43,7 +43,8 @@ def ask(acme_key, *, approvers=(ALICE, BOB), quorum="any", **fields) -> Decision
     fields.setdefault("details", DETAILS)
     fields.setdefault("timeout_minutes", 30)
     decision, created = decision_create(
-        api_key=acme_key[0], stages=[{"approvers": list(approvers), "quorum": quorum}], **fields
+        api_key=acme_key[0],
+        spec=DecisionSpec(stages=[{"approvers": list(approvers), "quorum": quorum}], **fields),
     )
     assert created
     return decision

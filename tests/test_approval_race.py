@@ -20,7 +20,7 @@ from django.test import Client
 from audit.models import AuditEvent
 from decisions.links import link_token
 from decisions.models import ApprovalRequest, Decision, Status
-from decisions.services import decision_create
+from decisions.services import DecisionSpec, decision_create
 from tests.conftest import ALICE, BOB, CAROL
 from tests.helpers import race
 
@@ -40,9 +40,11 @@ def _no_publishing(monkeypatch):
 def ask(acme_key, approvers, *, quorum="any") -> Decision:
     decision, created = decision_create(
         api_key=acme_key[0],
-        action="Refund order #1042 for €1,200",
-        details={"amount": 1200, "currency": "EUR"},
-        stages=[{"approvers": list(approvers), "quorum": quorum}],
+        spec=DecisionSpec(
+            action="Refund order #1042 for €1,200",
+            details={"amount": 1200, "currency": "EUR"},
+            stages=[{"approvers": list(approvers), "quorum": quorum}],
+        ),
     )
     assert created
     return decision

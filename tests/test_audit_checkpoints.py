@@ -17,7 +17,7 @@ from standardwebhooks.webhooks import Webhook
 from audit import signing
 from audit.checkpoints import checkpoints_publish
 from audit.models import AuditCheckpoint, CheckpointPublication
-from decisions.services import decision_create
+from decisions.services import DecisionSpec, decision_create
 from organizations.services import api_key_create
 from tests.conftest import ALICE, client_for
 from tests.helpers import seal, wait_for
@@ -29,7 +29,9 @@ WEBHOOK_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 def ask(api_key, action: str = "Refund order #1042"):
-    decision_create(api_key=api_key, action=action, stages=[{"approvers": [ALICE], "quorum": "any"}])
+    decision_create(
+        api_key=api_key, spec=DecisionSpec(action=action, stages=[{"approvers": [ALICE], "quorum": "any"}])
+    )
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from audit.export import BOM, EXPORT_COLUMNS, encode_rows, neutralise_cell, rest
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.selectors import audit_event_batches, sealed_events
 from audit.services import audit_record
-from decisions.services import decision_answer, decision_create
+from decisions.services import DecisionSpec, decision_answer, decision_create
 from organizations.services import api_key_create
 from tests.conftest import ALICE, BOB, client_for
 from tests.helpers import seal
@@ -59,7 +59,8 @@ def record(organization, *, at: datetime, event: str = "note.added", actor: str 
 
 def ask(api_key, action: str = "Refund order #1042", approvers=(ALICE,)):
     decision, _ = decision_create(
-        api_key=api_key, action=action, stages=[{"approvers": list(approvers), "quorum": "any"}]
+        api_key=api_key,
+        spec=DecisionSpec(action=action, stages=[{"approvers": list(approvers), "quorum": "any"}]),
     )
     return decision
 

@@ -34,7 +34,7 @@ from audit.sealing import audit_seal
 from audit.selectors import sealed_events
 from audit.services import audit_record
 from decisions.models import Decision
-from decisions.services import decision_answer, decision_cancel, decision_create
+from decisions.services import DecisionSpec, decision_answer, decision_cancel, decision_create
 from tests.conftest import ALICE, BOB
 from tests.helpers import race, seal
 
@@ -50,9 +50,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def ask(api_key, *, approvers=(ALICE,), quorum="any", action="Refund order #1042") -> Decision:
     decision, _ = decision_create(
         api_key=api_key,
-        action=action,
-        details={"amount": 120, "currency": "EUR"},
-        stages=[{"approvers": list(approvers), "quorum": quorum}],
+        spec=DecisionSpec(
+            action=action,
+            details={"amount": 120, "currency": "EUR"},
+            stages=[{"approvers": list(approvers), "quorum": quorum}],
+        ),
     )
     return decision
 

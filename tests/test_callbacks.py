@@ -25,7 +25,13 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from audit.models import AuditEvent
 from decisions.models import Decision
-from decisions.services import decision_answer, decision_cancel, decision_create, decision_expire
+from decisions.services import (
+    DecisionSpec,
+    decision_answer,
+    decision_cancel,
+    decision_create,
+    decision_expire,
+)
 from notifications import callbacks
 from notifications.models import Delivery, DeliveryAttempt
 from notifications.services import MAX_ATTEMPTS, delivery_attempt, delivery_redeliver
@@ -59,10 +65,9 @@ def _no_publishing(monkeypatch):
 def ask_alice(acme_key, url: str, **fields) -> Decision:
     decision, created = decision_create(
         api_key=acme_key[0],
-        action=ACTION,
-        stages=[{"approvers": [ALICE], "quorum": "any"}],
-        callback_url=url,
-        **fields,
+        spec=DecisionSpec(
+            action=ACTION, stages=[{"approvers": [ALICE], "quorum": "any"}], callback_url=url, **fields
+        ),
     )
     assert created
     return decision
@@ -223,7 +228,8 @@ def test_every_way_of_resolving_sends_a_verified_callback_with_the_outcome(
 
 def test_a_decision_without_callback_url_leaves_no_callback_in_the_outbox(acme_key):
     decision, _ = decision_create(
-        api_key=acme_key[0], action=ACTION, stages=[{"approvers": [ALICE], "quorum": "any"}]
+        api_key=acme_key[0],
+        spec=DecisionSpec(action=ACTION, stages=[{"approvers": [ALICE], "quorum": "any"}]),
     )
 
     decision_cancel(decision=decision, actor=AGENT)

@@ -14,7 +14,7 @@ from channels import registry
 from channels.base import AnswerRefused, Channel, MessageRef, SentFacts
 from decisions.links import link_token
 from decisions.models import ApprovalRequest, Decision, Via
-from decisions.services import decision_create
+from decisions.services import DecisionSpec, decision_create
 from notifications import senders
 from notifications.models import Delivery
 from notifications.services import delivery_attempt
@@ -60,9 +60,8 @@ def no_publish(monkeypatch):
 
 
 def ask_alice(acme_key) -> Decision:
-    decision, _ = decision_create(
-        api_key=acme_key[0], action="Refund order #1042", stages=[{"approvers": [ALICE], "quorum": "any"}]
-    )
+    spec = DecisionSpec(action="Refund order #1042", stages=[{"approvers": [ALICE], "quorum": "any"}])
+    decision, _ = decision_create(api_key=acme_key[0], spec=spec)
     return decision
 
 

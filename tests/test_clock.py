@@ -22,7 +22,7 @@ from audit.models import AuditEvent
 from channels.email.channel import approval_email
 from decisions.models import ApprovalRequest, Decision, Status
 from decisions.schedule import build_schedule
-from decisions.services import AlreadyResolved, DeadlinePassed, decision_answer, decision_create
+from decisions.services import AlreadyResolved, DeadlinePassed, DecisionSpec, decision_answer, decision_create
 from decisions.services.tick import decision_tick, fire_due
 from notifications.models import Delivery
 from notifications.services import delivery_attempt
@@ -52,7 +52,7 @@ def ask(agent, *, approvers=(ALICE,), quorum="any", **fields) -> Decision:
     fields.setdefault("details", {"amount": 120, "currency": "EUR"})
     fields.setdefault("timeout_minutes", 60)
     decision, created = decision_create(
-        api_key=agent, stages=[{"approvers": list(approvers), "quorum": quorum}], **fields
+        api_key=agent, spec=DecisionSpec(stages=[{"approvers": list(approvers), "quorum": quorum}], **fields)
     )
     assert created
     return decision
@@ -237,12 +237,14 @@ def test_reminders_go_to_the_current_stage_over_the_channel_each_was_asked_on(ag
     # erin on Slack
     decision, _ = decision_create(
         api_key=agent,
-        action="Sign the Globex contract",
-        stages=[
-            {"approvers": [ALICE], "quorum": "any"},
-            {"approvers": [CAROL, "slack:U123ERIN"], "quorum": "all"},
-        ],
-        timeout_minutes=60,
+        spec=DecisionSpec(
+            action="Sign the Globex contract",
+            stages=[
+                {"approvers": [ALICE], "quorum": "any"},
+                {"approvers": [CAROL, "slack:U123ERIN"], "quorum": "all"},
+            ],
+            timeout_minutes=60,
+        ),
     )
     answer(decision, ALICE)
 
@@ -400,11 +402,13 @@ def test_escalation_asks_in_the_current_stage(agent):
     # given a manager (alice) then a director (carol) stage; dave is the escalation at 10 minutes
     decision, _ = decision_create(
         api_key=agent,
-        action="Sign the Globex contract",
-        stages=[{"approvers": [ALICE], "quorum": "any"}, {"approvers": [CAROL], "quorum": "any"}],
-        escalation=[{"after_minutes": 10, "approvers": [DAVE]}],
-        timeout_minutes=60,
-        reminders=[],
+        spec=DecisionSpec(
+            action="Sign the Globex contract",
+            stages=[{"approvers": [ALICE], "quorum": "any"}, {"approvers": [CAROL], "quorum": "any"}],
+            escalation=[{"after_minutes": 10, "approvers": [DAVE]}],
+            timeout_minutes=60,
+            reminders=[],
+        ),
     )
     answer(decision, ALICE)
 

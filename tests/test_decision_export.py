@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from audit.export import BOM
 from decisions.models import ApprovalRequest, Decision
-from decisions.services import decision_answer, decision_create
+from decisions.services import DecisionSpec, decision_answer, decision_create
 from decisions.services.tick import decision_tick
 from organizations.services import api_key_create
 from tests.conftest import ALICE, BOB, CAROL, client_for
@@ -31,7 +31,7 @@ def rows(response) -> list[dict]:
 
 def ask(key, action="Refund order #1042", **fields):
     fields.setdefault("stages", [{"approvers": [ALICE], "quorum": "any"}])
-    return decision_create(api_key=key, action=action, **fields)[0]
+    return decision_create(api_key=key, spec=DecisionSpec(action=action, **fields))[0]
 
 
 def notified(decision, address, at):

@@ -18,6 +18,7 @@ from decisions.models import ApprovalRequest, ApproverGroup, Decision, Status
 from decisions.services import (
     AlreadyAnswered,
     AlreadyResolved,
+    DecisionSpec,
     decision_answer,
     decision_cancel,
     decision_create,
@@ -42,7 +43,7 @@ def ask(agent, *, approvers=(ALICE,), quorum="any", **fields) -> Decision:
     fields.setdefault("action", "Refund order #1042")
     fields.setdefault("details", {"amount": 120, "currency": "EUR"})
     decision, created = decision_create(
-        api_key=agent, stages=[{"approvers": list(approvers), "quorum": quorum}], **fields
+        api_key=agent, spec=DecisionSpec(stages=[{"approvers": list(approvers), "quorum": quorum}], **fields)
     )
     assert created
     return decision
@@ -111,11 +112,13 @@ def test_unknown_group_in_a_later_stage_names_that_stage(agent):
     with pytest.raises(InvalidInput) as raised:
         decision_create(
             api_key=agent,
-            action="Pay supplier invoice",
-            stages=[
-                {"approvers": [ALICE], "quorum": "any"},
-                {"approvers": ["group:directors"], "quorum": "any"},
-            ],
+            spec=DecisionSpec(
+                action="Pay supplier invoice",
+                stages=[
+                    {"approvers": [ALICE], "quorum": "any"},
+                    {"approvers": ["group:directors"], "quorum": "any"},
+                ],
+            ),
         )
 
     assert raised.value.fields == {"stages[1]": ["unknown group 'directors'"]}
@@ -330,11 +333,13 @@ def test_two_stages_ask_the_second_only_after_the_first_approved(agent):
     # given a manager sign-off (alice and bob, both) and then a director (carol)
     decision, _ = decision_create(
         api_key=agent,
-        action="Sign the Globex contract",
-        stages=[
-            {"approvers": [ALICE, BOB], "quorum": "all"},
-            {"approvers": [CAROL], "quorum": "any"},
-        ],
+        spec=DecisionSpec(
+            action="Sign the Globex contract",
+            stages=[
+                {"approvers": [ALICE, BOB], "quorum": "all"},
+                {"approvers": [CAROL], "quorum": "any"},
+            ],
+        ),
     )
     assert list(decision.requests.values_list("address", "stage")) == [(ALICE, 0), (BOB, 0)]
 
@@ -364,8 +369,10 @@ def test_two_stages_ask_the_second_only_after_the_first_approved(agent):
 def test_a_deny_in_the_first_stage_never_asks_the_second(agent):
     decision, _ = decision_create(
         api_key=agent,
-        action="Sign the Globex contract",
-        stages=[{"approvers": [ALICE], "quorum": "any"}, {"approvers": [CAROL], "quorum": "any"}],
+        spec=DecisionSpec(
+            action="Sign the Globex contract",
+            stages=[{"approvers": [ALICE], "quorum": "any"}, {"approvers": [CAROL], "quorum": "any"}],
+        ),
     )
 
     answer(decision, ALICE, "deny")

@@ -35,7 +35,7 @@ from audit.models import AuditEvent
 from broker.celery import app as celery_app
 from decisions import waiting
 from decisions.models import Decision, Status
-from decisions.services import decision_cancel, decision_create
+from decisions.services import DecisionSpec, decision_cancel, decision_create
 from notifications.callbacks import webhook_id
 from notifications.models import Delivery
 from organizations.services import webhook_signing_secrets
@@ -257,7 +257,7 @@ def stack(transactional_db, own_broker, tmp_path, settings):
 def ask(key, approver: str, **fields) -> Decision:
     fields.setdefault("action", f"Refund order #1042 ({approver})")
     decision, created = decision_create(
-        api_key=key, stages=[{"approvers": [approver], "quorum": "any"}], **fields
+        api_key=key, spec=DecisionSpec(stages=[{"approvers": [approver], "quorum": "any"}], **fields)
     )
     assert created
     return decision

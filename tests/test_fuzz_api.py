@@ -40,7 +40,13 @@ from broker.asgi import application
 from decisions.models import ApproverGroup, Decision, Policy
 from decisions.routing import expand_addresses
 from decisions.serializers import MAX_TIMEOUT_MINUTES
-from decisions.services import decision_answer, decision_cancel, decision_create, decision_expire
+from decisions.services import (
+    DecisionSpec,
+    decision_answer,
+    decision_cancel,
+    decision_create,
+    decision_expire,
+)
 from decisions.services import resolve as decision_services
 from notifications import tasks
 from organizations.services import api_key_create, organization_get_or_create
@@ -113,7 +119,7 @@ def auth(raw_key: str) -> dict[str, str]:
 
 def _ask(key, **fields) -> Decision:
     fields.setdefault("stages", [{"approvers": [ALICE], "quorum": "any"}])
-    decision, created = decision_create(api_key=key, **fields)
+    decision, created = decision_create(api_key=key, spec=DecisionSpec(**fields))
     assert created
     return decision
 

@@ -23,7 +23,13 @@ from django.utils import timezone
 from broker.asgi import application
 from decisions import waiting
 from decisions.models import Decision
-from decisions.services import decision_answer, decision_cancel, decision_create, decision_expire
+from decisions.services import (
+    DecisionSpec,
+    decision_answer,
+    decision_cancel,
+    decision_create,
+    decision_expire,
+)
 from organizations.services import api_key_revoke
 from tests.conftest import ALICE, client_for
 from tests.helpers import wait_for
@@ -37,7 +43,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def ask_alice(api_key, action: str = "Deploy release 4.2") -> Decision:
     decision, created = decision_create(
-        api_key=api_key, action=action, stages=[{"approvers": [ALICE], "quorum": "any"}]
+        api_key=api_key, spec=DecisionSpec(action=action, stages=[{"approvers": [ALICE], "quorum": "any"}])
     )
     assert created
     return decision

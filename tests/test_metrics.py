@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from audit.services import audit_record
 from decisions.models import Decision
-from decisions.services import decision_answer, decision_create
+from decisions.services import DecisionSpec, decision_answer, decision_create
 from notifications.models import Delivery
 from tests.conftest import ALICE, client_for
 from tests.helpers import seal
@@ -36,7 +36,9 @@ def scrape(client) -> dict[tuple[str, tuple], float]:
 
 
 def ask(key, action="Refund order #1042"):
-    return decision_create(api_key=key, action=action, stages=[{"approvers": [ALICE], "quorum": "any"}])[0]
+    return decision_create(
+        api_key=key, spec=DecisionSpec(action=action, stages=[{"approvers": [ALICE], "quorum": "any"}])
+    )[0]
 
 
 def test_decisions_by_status_and_how_long_people_take(prometheus, acme_key):

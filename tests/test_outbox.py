@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from decisions.models import ApprovalRequest, Decision
-from decisions.services import decision_cancel, decision_create
+from decisions.services import DecisionSpec, decision_cancel, decision_create
 from notifications import services, tasks
 from notifications.models import Delivery
 from notifications.senders import _SENDERS, PermanentFailure, RetryLater
@@ -38,7 +38,8 @@ class Boom(Exception):
 
 def create_decision(acme_key, *approvers: str, action: str = ACTION) -> Decision:
     decision, created = decision_create(
-        api_key=acme_key[0], action=action, stages=[{"approvers": list(approvers), "quorum": "any"}]
+        api_key=acme_key[0],
+        spec=DecisionSpec(action=action, stages=[{"approvers": list(approvers), "quorum": "any"}]),
     )
     assert created
     return decision

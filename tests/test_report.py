@@ -12,7 +12,13 @@ from django.utils import timezone
 from decisions import charts
 from decisions.models import ApprovalRequest, Decision
 from decisions.reports import decision_report, percentile
-from decisions.services import decision_answer, decision_cancel, decision_create, decision_expire
+from decisions.services import (
+    DecisionSpec,
+    decision_answer,
+    decision_cancel,
+    decision_create,
+    decision_expire,
+)
 from tests.conftest import ALICE, CAROL
 
 BOB_SLACK = "slack:U0BOB"
@@ -25,7 +31,8 @@ def _fast_passwords(settings):
 
 def ask(api_key, action: str, approvers=(ALICE,)):
     decision, _ = decision_create(
-        api_key=api_key, action=action, stages=[{"approvers": list(approvers), "quorum": "any"}]
+        api_key=api_key,
+        spec=DecisionSpec(action=action, stages=[{"approvers": list(approvers), "quorum": "any"}]),
     )
     return decision
 

@@ -19,7 +19,7 @@ from django.utils.dateparse import parse_datetime
 
 from audit.models import AuditEvent
 from decisions.models import ApprovalRequest, ApproverGroup, Decision, Policy, Status
-from decisions.services import decision_answer, decision_create
+from decisions.services import DecisionSpec, decision_answer, decision_create
 from decisions.services.tick import fire_due
 from notifications.models import Delivery
 from tests.conftest import ALICE, BOB, CAROL
@@ -44,7 +44,7 @@ def finance(acme):
 
 def create(agent, *stages: dict, **fields) -> Decision:
     fields.setdefault("action", "Refund order #1042")
-    decision, created = decision_create(api_key=agent, stages=list(stages), **fields)
+    decision, created = decision_create(api_key=agent, spec=DecisionSpec(stages=list(stages), **fields))
     assert created
     return decision
 

@@ -17,7 +17,7 @@ from audit.models import AuditEvent
 from channels.slack.messages import CHOICE_ACTION_PREFIX, MODAL_CALLBACK, NOTE_ACTION, is_slack_url
 from decisions.links import link_token, request_token
 from decisions.models import ApprovalRequest, Decision, ResponseType, Status
-from decisions.services import decision_answer, decision_create
+from decisions.services import DecisionSpec, decision_answer, decision_create
 from notifications.models import Delivery, SlackSettings
 from notifications.services import delivery_attempt
 from tests.conftest import CAROL
@@ -48,7 +48,8 @@ def ask(acme_key, *approvers: str, **fields) -> Decision:
     fields.setdefault("timeout_minutes", 60)
     fields.setdefault("options", ["approve", "deny", "escalate to legal"])
     decision, created = decision_create(
-        api_key=acme_key[0], stages=[{"approvers": list(approvers), "quorum": "any"}], **fields
+        api_key=acme_key[0],
+        spec=DecisionSpec(stages=[{"approvers": list(approvers), "quorum": "any"}], **fields),
     )
     assert created
     return decision

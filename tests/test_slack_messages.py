@@ -19,7 +19,7 @@ from channels.slack.channel import send_slack
 from channels.slack.messages import CHOICE_ACTION_PREFIX, NOTE_ACTION, escape
 from decisions.links import read_request_token
 from decisions.models import ApprovalRequest, Decision, ResponseType, Status
-from decisions.services import decision_answer, decision_cancel, decision_create
+from decisions.services import DecisionSpec, decision_answer, decision_cancel, decision_create
 from decisions.services.tick import decision_tick
 from notifications.models import Delivery, DeliveryAttempt, SlackSettings
 from notifications.senders import RetryLater
@@ -42,7 +42,8 @@ def ask(acme_key, *approvers: str, quorum="any", **fields) -> Decision:
     fields.setdefault("action", ACTION)
     fields.setdefault("timeout_minutes", 60)
     decision, created = decision_create(
-        api_key=acme_key[0], stages=[{"approvers": list(approvers), "quorum": quorum}], **fields
+        api_key=acme_key[0],
+        spec=DecisionSpec(stages=[{"approvers": list(approvers), "quorum": quorum}], **fields),
     )
     assert created
     return decision

@@ -18,6 +18,7 @@ from decisions.services.link_views import (
     approval_link_viewed,
 )
 from decisions.services.tick import decision_expire, decision_tick, expire, fire_due, next_due
+from decisions.specs import DecisionSpec
 
 __all__ = [
     "LINK_VIEWS_UNRECORDED_SECONDS",
@@ -27,6 +28,7 @@ __all__ = [
     "AlreadyAnswered",
     "AlreadyResolved",
     "DeadlinePassed",
+    "DecisionSpec",
     "IdempotencyConflict",
     "action_hash",
     "approval_link_viewed",

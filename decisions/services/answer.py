@@ -6,10 +6,10 @@ from django.utils import timezone
 from audit.services import AuditEntry, audit_record_many
 from broker.errors import InvalidInput
 from decisions.models import ApprovalRequest, Decision, ResponseType, Status
+from decisions.outcomes import iso
 from decisions.routing import approvals_required, expand_addresses
 from decisions.services.asking import ask, asked_entries
 from decisions.services.errors import AlreadyAnswered, AlreadyResolved, DeadlinePassed
-from decisions.services.fingerprints import iso
 from decisions.services.resolve import announce, build_outcome, transition
 
 MAX_NOTE_LENGTH = 5_000
@@ -84,7 +84,7 @@ def decision_answer(
             note=note or None,
             details=details,
         )
-        transition(decision, status=resolved_as, outcome=outcome, at=now)
+        transition(decision, outcome=outcome)
     elif choice == "approve" and _stage_complete(decision, request.stage):
         next_requests = _advance_stage(decision)
 

@@ -14,7 +14,7 @@ def decision_cancel(*, decision: Decision, actor: str, via: str = Via.API) -> De
     AlreadyResolved if it is not pending."""
     now = timezone.now()
     outcome = build_outcome(decision, status=Status.CANCELLED, by=actor, via=via, at=now)
-    if not transition(decision, status=Status.CANCELLED, outcome=outcome, at=now):
+    if not transition(decision, outcome=outcome):
         raise AlreadyResolved(reload(decision.pk))
     announce(decision)
     return decision

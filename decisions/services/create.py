@@ -8,48 +8,30 @@ from django.utils import timezone
 
 from audit.services import AuditEntry, audit_record_many
 from broker.errors import InvalidInput
-from decisions.models import ApprovalRequest, Decision, OnTimeout, Policy, ResponseType, Status, Via
+from decisions.models import ApprovalRequest, Decision, Policy, Status, Via
+from decisions.outcomes import iso
 from decisions.policies import conditions_hold
 from decisions.routing import UnknownGroups, expand_addresses
 from decisions.schedule import build_schedule, default_reminders
 from decisions.selectors import create_settings
 from decisions.services.asking import ask, asked_entries
 from decisions.services.errors import IdempotencyConflict
-from decisions.services.fingerprints import action_hash, iso
+from decisions.services.fingerprints import action_hash
 from decisions.services.resolve import announce, build_outcome
+from decisions.specs import DecisionSpec
 from organizations.models import ApiKey
 
 
 def decision_create(
-    *,
-    api_key: ApiKey,
-    action: str,
-    stages: list[dict] | None = None,
-    quorum: str | int | None = None,
-    context: str = "",
-    details: dict | None = None,
-    options: list[str] | None = None,
-    response_type: str = ResponseType.CHOICE,
-    allow_edit: bool = False,
-    urgency: str = "normal",
-    timeout_minutes: float | None = None,
-    on_timeout: str = OnTimeout.EXPIRE,
-    escalation: list[dict] | None = None,
-    escalation_repeat: int = 0,
-    reminders: list[float] | None = None,
-    callback_url: str = "",
-    metadata: dict | None = None,
-    explicit: frozenset[str] = frozenset(),
-    idempotency_key: str | None = None,
-    fingerprint: str = "",
+    *, api_key: ApiKey, spec: DecisionSpec, idempotency_key: str | None = None, fingerprint: str = ""
 ) -> tuple[Decision, bool]:
-    """Create a decision: the organization's first matching policy rule may approve or deny it
-    at once, or route it; otherwise ask its first stage and enqueue their notifications.
+    """Create the decision `spec` describes, for the organization of `api_key` (its actor is
+    the creator in the trail): the organization's first matching policy rule may approve or
+    deny it at once, or route it; otherwise ask its first stage and enqueue their notifications.
 
-    `explicit` names the request fields the agent sent: a routing rule fills in only the others
-    unless it overrides. Returns (decision, created); a created decision carries the requests
-    it made as `asked_at_creation`. An Idempotency-Key seen before returns the
-    first decision with created=False when the fingerprint matches and raises
+    Returns (decision, created); a created decision carries the requests it made as
+    `asked_at_creation`. An Idempotency-Key seen before returns the first decision with
+    created=False when the fingerprint (of the request body) matches and raises
     IdempotencyConflict when it does not, also when two such requests race. Raises InvalidInput
     (nothing stored) when nobody is asked, for unknown groups, a quorum larger than the
     approvers, or escalation or reminders at or after the timeout.
@@ -61,25 +43,19 @@ def decision_create(
         with transaction.atomic():
             decision = _create(
                 api_key=api_key,
-                action=action,
-                stages=stages,
-                quorum=quorum,
-                context=context,
-                details=details or {},
-                options=options or ["approve", "deny"],
-                response_type=response_type,
-                allow_edit=allow_edit,
-                urgency=urgency,
-                timeout_minutes=timeout_minutes,
-                on_timeout=on_timeout,
-                escalation=escalation or [],
-                escalation_repeat=escalation_repeat,
-                reminders=reminders,
-                callback_url=callback_url,
-                metadata=metadata or {},
-                explicit=explicit,
-                idempotency_key=idempotency_key,
-                fingerprint=fingerprint,
+                spec=spec,
+                # Kept as the agent asked, whatever a policy rule does.
+                stored={
+                    "context": spec.context,
+                    "options": spec.options,
+                    "response_type": spec.response_type,
+                    "allow_edit": spec.allow_edit,
+                    "on_timeout": spec.on_timeout,
+                    "callback_url": spec.callback_url,
+                    "metadata": spec.metadata,
+                    "idempotency_key": idempotency_key,
+                    "request_fingerprint": fingerprint,
+                },
             )
     except IntegrityError:
         # A concurrent request with the same key committed first.
@@ -197,19 +173,9 @@ def _routed_by(rule: Policy, explicit: frozenset[str], **routing) -> dict:
     return routing
 
 
-def _create(
-    *,
-    api_key: ApiKey,
-    action,
-    details,
-    stages,
-    quorum,
-    urgency,
-    timeout_minutes,
-    escalation,
-    explicit,
-    **fields,
-) -> Decision:
+def _create(*, api_key: ApiKey, spec: DecisionSpec, stored: dict) -> Decision:
+    action, details, urgency = spec.action, spec.details, spec.urgency
+    stages, escalation, timeout_minutes = spec.stages, spec.escalation, spec.timeout_minutes
     organization = api_key.organization
     settings = create_settings(organization)
     rule = _matching_rule(settings.rules, action=action, urgency=urgency, details=details)
@@ -221,14 +187,14 @@ def _create(
             details=details,
             urgency=urgency,
             timeout_minutes=timeout_minutes or organization.default_timeout_minutes,
-            **fields,
+            **stored,
         )
     if rule is not None:
         routed = _routed_by(
             rule,
-            explicit,
+            spec.explicit,
             stages=stages,
-            quorum=quorum,
+            quorum=spec.quorum,
             urgency=urgency,
             timeout_minutes=timeout_minutes,
             escalation=escalation,
@@ -246,10 +212,10 @@ def _create(
         stages,
         escalation,
         timeout_minutes,
-        as_stages="stages" in explicit or len(stages) > 1,
+        as_stages="stages" in spec.explicit or len(stages) > 1,
         dm_email_approvers=settings.dm_email_approvers,
     )
-    reminders = fields.pop("reminders")
+    reminders = spec.reminders
     if reminders is None:
         reminders = default_reminders(timeout_minutes=timeout_minutes, fractions=organization.reminder_points)
     elif late := [minutes for minutes in reminders if minutes >= timeout_minutes]:
@@ -261,7 +227,7 @@ def _create(
         timeout_minutes=timeout_minutes,
         reminders=reminders,
         escalation=escalation,
-        repeat=fields["escalation_repeat"],
+        repeat=spec.escalation_repeat,
     )
     now = timezone.now()
     expires_at = now + timedelta(minutes=timeout_minutes)
@@ -272,6 +238,7 @@ def _create(
         stages=stages,
         urgency=urgency,
         escalation=escalation,
+        escalation_repeat=spec.escalation_repeat,
         reminders=reminders,
         schedule=schedule,
         next_due_at=min(expires_at, now + timedelta(minutes=schedule[0]["at"])) if schedule else expires_at,
@@ -279,8 +246,7 @@ def _create(
         action_hash=action_hash(action, details),
         created_at=now,
         expires_at=expires_at,
-        request_fingerprint=fields.pop("fingerprint"),
-        **fields,
+        **stored,
     )
     requests = ask(decision, recipients, stage=0, level=0)
     audit_record_many(
@@ -298,15 +264,20 @@ def _hold_requests(decision: Decision, requests: list[ApprovalRequest]) -> None:
 
 
 def _create_decided_by_rule(
-    rule: Policy, *, api_key: ApiKey, action, details, urgency, timeout_minutes, **fields
-):
+    rule: Policy,
+    *,
+    api_key: ApiKey,
+    action: str,
+    details: dict,
+    urgency: str,
+    timeout_minutes: float,
+    **stored,
+) -> Decision:
     """A decision an automatic rule approves or denies as it is created: nobody is asked."""
     status, choice = (
         (Status.APPROVED, "approve") if rule.action == Policy.Action.APPROVE else (Status.DENIED, "deny")
     )
     now = timezone.now()
-    for unused in ("reminders", "escalation_repeat"):
-        fields.pop(unused)
     decision = Decision(
         organization_id=api_key.organization_id,
         action=action,
@@ -318,12 +289,11 @@ def _create_decided_by_rule(
         created_at=now,
         expires_at=now + timedelta(minutes=timeout_minutes),
         resolved_at=now,
-        request_fingerprint=fields.pop("fingerprint"),
-        **fields,
+        **stored,
     )
     decision.outcome = build_outcome(
         decision, status=status, by=f"policy:{rule.name}", via=Via.POLICY, at=now, choice=choice
-    )
+    ).to_json()
     decision.save(force_insert=True)
     announce(decision, also=_created_entries(decision, api_key, rule))
     _hold_requests(decision, [])  # nobody was asked

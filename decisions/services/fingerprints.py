@@ -1,7 +1,6 @@
 """Hashes that identify what was asked and what was sent."""
 
 import hashlib
-from datetime import datetime
 
 from broker.canonical import canonical_json
 
@@ -14,7 +13,3 @@ def action_hash(action: str, details: dict) -> str:
 def request_fingerprint(body) -> str:
     """What makes two requests 'the same body' for Idempotency-Key: equal parsed JSON."""
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
-
-
-def iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")

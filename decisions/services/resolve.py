@@ -12,8 +12,9 @@ from django.db import transaction
 from audit.services import AuditEntry, audit_record_many
 from channels import registry as channel_registry
 from decisions.models import ApprovalRequest, Decision, Status
+from decisions.outcomes import Outcome
 from decisions.services.asking import deliveries_enqueue_per_channel
-from decisions.services.fingerprints import action_hash, iso
+from decisions.services.fingerprints import action_hash
 from decisions.waiting import publish_resolution
 from notifications.models import Delivery
 from notifications.services import deliveries_enqueue
@@ -26,37 +27,39 @@ def build_outcome(
     by: str,
     via: str,
     at: datetime,
-    choice=None,
-    text=None,
-    note=None,
-    details=None,
-) -> dict:
+    choice: str | None = None,
+    text: str | None = None,
+    note: str | None = None,
+    details: dict | None = None,
+) -> Outcome:
+    """The outcome for `decision`; `details` when an approver edited them, else its own."""
     final_details = decision.details if details is None else details
-    return {
-        "status": status,
-        "choice": choice,
-        "text": text,
-        "note": note,
-        "by": by,
-        "via": via,
-        "at": iso(at),
-        "details": final_details,
-        "action_hash": action_hash(decision.action, final_details),
-    }
+    return Outcome(
+        status=status,
+        choice=choice,
+        text=text,
+        note=note,
+        by=by,
+        via=via,
+        at=at,
+        details=final_details,
+        action_hash=action_hash(decision.action, final_details),
+    )
 
 
-def transition(decision: Decision, *, status: str, outcome: dict, at: datetime, **conditions) -> bool:
+def transition(decision: Decision, *, outcome: Outcome, **conditions) -> bool:
     """The one place a decision leaves pending: compare-and-set, then close the requests
     nobody answered. Returns False if someone else already resolved it."""
+    stored = outcome.to_json()
     won = Decision.objects.filter(pk=decision.pk, status=Status.PENDING, **conditions).update(
-        status=status, resolved_at=at, outcome=outcome
+        status=outcome.status, resolved_at=outcome.at, outcome=stored
     )
     if not won:
         return False
     ApprovalRequest.objects.filter(decision_id=decision.pk, state=ApprovalRequest.State.PENDING).update(
         state=ApprovalRequest.State.CLOSED
     )
-    decision.status, decision.resolved_at, decision.outcome = status, at, outcome
+    decision.status, decision.resolved_at, decision.outcome = outcome.status, outcome.at, stored
     return True
 
 
@@ -64,19 +67,19 @@ def announce(decision: Decision, *, also: list[AuditEntry] = ()) -> None:
     """After a transition: the audit records (`also`, then decision.resolved), then what goes
     out — callback, Slack message updates, the long-poll wake-up — all through the outbox or
     on commit."""
-    outcome = decision.outcome
+    outcome = decision.resolution
     resolved = AuditEntry(
         event="decision.resolved",
-        actor=outcome["by"],
+        actor=outcome.by,
         decision_id=decision.id,
-        channel=outcome["via"],
-        # The whole outcome: verify_audit holds the decisions table to what was sealed here.
+        channel=outcome.via,
+        # The whole outcome as stored: verify_audit holds the decisions table to what was sealed.
         payload={
             "status": decision.status,
-            "choice": outcome["choice"],
-            "note": outcome["note"],
-            "action_hash": outcome["action_hash"],
-            "outcome": outcome,
+            "choice": outcome.choice,
+            "note": outcome.note,
+            "action_hash": outcome.action_hash,
+            "outcome": decision.outcome,
         },
     )
     audit_record_many(organization_id=decision.organization_id, entries=[*also, resolved])

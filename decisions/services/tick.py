@@ -48,7 +48,7 @@ def expire(decision: Decision, *, now: datetime) -> bool:
     was no longer pending or not yet due (a click got there first)."""
     status, choice = _TIMEOUT_OUTCOMES[decision.on_timeout]
     outcome = build_outcome(decision, status=status, by="system", via=Via.TIMEOUT, at=now, choice=choice)
-    if not transition(decision, status=status, outcome=outcome, at=now, expires_at__lte=now):
+    if not transition(decision, outcome=outcome, expires_at__lte=now):
         return False
     announce(decision)
     return True
