@@ -18,7 +18,7 @@ from audit.models import AuditEvent
 from channels.teams.cards import ANSWER_VERB, NOTE_INPUT, OPTION_FIELD, REFRESH_VERB, TEXT_INPUT, TOKEN_FIELD
 from decisions.links import request_token
 from decisions.models import ApprovalRequest, Decision, ResponseType, Status
-from decisions.services import decision_answer, decision_create, decision_expire
+from decisions.services import DecisionSpec, decision_answer, decision_create, decision_expire
 from notifications.models import Delivery
 from notifications.services import delivery_attempt
 from tests.conftest import CAROL
@@ -53,7 +53,8 @@ def ask(acme_key, *approvers: str, **fields) -> Decision:
     fields.setdefault("options", OPTIONS)
     fields.setdefault("details", {"amount": 1200, "customer": "Ada"})
     decision, created = decision_create(
-        api_key=acme_key[0], stages=[{"approvers": list(approvers), "quorum": "any"}], **fields
+        api_key=acme_key[0],
+        spec=DecisionSpec(stages=[{"approvers": list(approvers), "quorum": "any"}], **fields),
     )
     assert created
     return decision
@@ -224,7 +225,7 @@ def test_in_a_teams_channel_anyone_answers_and_the_outcome_names_who(acme_key, f
 
 @pytest.mark.postgres
 def test_a_text_question_is_answered_in_the_card(acme_key, fake_teams):
-    decision = ask(acme_key, ALICE, options=None, response_type=ResponseType.TEXT, action="Which warehouse?")
+    decision = ask(acme_key, ALICE, response_type=ResponseType.TEXT, action="Which warehouse?")
     request = posted(decision, ALICE)
     card = fake_teams.activities()[0].card
     assert [a["title"] for a in card["actions"]] == ["Send"]
