@@ -95,6 +95,7 @@ class Channel(ABC):
     # asks normalize_address to check one, and the OpenAPI schema shows address_pattern.
     address_prefix: ClassVar[str] = ""
     address_pattern: ClassVar[str] = ""  # the whole address as a regular expression, without ^ and $
+    address_examples: ClassVar[str] = ""  # its forms, for people: "teams:29:<user id>, …"
 
     def normalize_address(self, value: str) -> str:
         """The address as stored (`value` starts with address_prefix). Raises ValueError with a

@@ -43,7 +43,7 @@ def _has_apps_module(package: str) -> bool:
 
 
 def prefixed_channels() -> list[Channel]:
-    """Channels whose approvers have addresses of their own form ("teams:…")."""
+    """Channels whose approvers have addresses of their own form ("<prefix>:…")."""
     return [c for c in all_channels() if c.address_prefix]
 
 

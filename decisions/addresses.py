@@ -30,6 +30,21 @@ def address_pattern() -> str:
     return rf"^(?:{'|'.join(form for form in forms if form)})$"
 
 
+def address_description() -> str:
+    """The address forms in words, for the OpenAPI schema (call it once Django is set up)."""
+    from channels.registry import prefixed_channels
+
+    forms = ["an email address", "slack:U123ABC", "slack:#channel"]
+    forms += [c.address_examples for c in prefixed_channels() if c.address_examples]
+    return f"{', '.join(forms)} or group:<name> (a group the organization has)"
+
+
+def _prefixes() -> str:
+    from channels.registry import prefixed_channels
+
+    return ", ".join(["slack:…", *(f"{c.address_prefix}…" for c in prefixed_channels())])
+
+
 def _channel_address(value: str) -> tuple[str, str] | None:
     """(channel name, normalised value) when a registered channel claims the prefix."""
     from channels.registry import prefixed_channels
@@ -59,5 +74,5 @@ def parse_address(raw: str) -> tuple[str, str]:
     try:
         validate_email(value)
     except ValidationError:
-        raise ValueError(f"'{value[:80]}' is not an email address, slack:…, teams:… or group:….") from None
+        raise ValueError(f"'{value[:80]}' is not an email address, {_prefixes()} or group:….") from None
     return "email", value.lower()

@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from broker.fields import JSONObjectField, StrictBooleanField, StrictCharField, StrictNumberField
 from broker.schema import SchemaRules
-from decisions.addresses import MAX_ADDRESS_LENGTH, address_pattern, parse_address
+from decisions.addresses import MAX_ADDRESS_LENGTH, address_description, address_pattern, parse_address
 from decisions.models import Decision, OnTimeout, ResponseType, Status, Urgency
 from decisions.specs import DecisionSpec
 from notifications.ssrf import check_callback_url
@@ -23,9 +23,7 @@ MAX_TIMEOUT_MINUTES = 365 * 24 * 60
         "minLength": 1,
         "maxLength": MAX_ADDRESS_LENGTH,
         "pattern": address_pattern(),
-        "description": "an email address, slack:U123ABC, slack:#channel, teams:29:<user id>, "
-        "teams:<Entra object id>, teams:19:<conversation id> or group:<name> (a group the "
-        "organization has)",
+        "description": address_description(),
     }
 )
 class ApproverField(StrictCharField):

@@ -10,6 +10,8 @@ by email.
 """
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -499,3 +501,42 @@ def test_a_malformed_teams_address_is_a_400_naming_the_forms(api, address):
     response = api.post("/decisions", {"action": "Deploy", "approver": address}, format="json")
     assert response.status_code == 400
     assert "teams:29:" in json.dumps(response.json())
+
+
+# --- one folder and one registry line -------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+APP_PACKAGES = ["broker", "organizations", "decisions", "notifications", "audit", "channels"]
+
+
+def test_teams_is_one_folder_plus_one_registry_line():
+    # Nothing in the service names the Teams package but the registry's one line: settings,
+    # URLs, the outbox, addresses and the OpenAPI schema all reach it through the registry.
+    naming_it = sorted(
+        str(path.relative_to(REPO))
+        for package in APP_PACKAGES
+        for path in (REPO / package).rglob("*.py")
+        if "channels/teams/" not in path.as_posix() and "channels.teams" in path.read_text()
+    )
+    assert naming_it == ["channels/registry.py"]
+    assert [line for line in (REPO / "channels/registry.py").read_text().splitlines() if "teams" in line] == [
+        '    "teams": "channels.teams.channel.TeamsChannel",'
+    ]
+
+
+def test_the_registry_wires_teams_in(settings):
+    from django.urls import resolve
+
+    from channels.registry import channel, outcome_editing_names
+    from channels.teams.channel import TeamsChannel
+    from channels.teams.views import teams_messages
+    from decisions.addresses import address_pattern, parse_address
+    from notifications.senders import sender_for
+
+    assert isinstance(channel("teams"), TeamsChannel)
+    assert "channels.teams" in settings.INSTALLED_APPS  # its models (TeamsSettings) and migrations
+    assert resolve("/teams/messages").func is teams_messages
+    assert sender_for("teams") is not None
+    assert parse_address(f"  {ALICE} ") == ("teams", ALICE)
+    assert re.fullmatch(address_pattern(), APPROVALS)
+    assert "teams" in outcome_editing_names()  # its card is replaced when a decision settles

@@ -46,6 +46,7 @@ class TeamsChannel(Channel):
     edits_outcome = True
     address_prefix = PREFIX
     address_pattern = ADDRESS_PATTERN
+    address_examples = "teams:29:<user id>, teams:<Entra object id>, teams:19:<conversation id>"
 
     def normalize_address(self, value: str) -> str:
         return PREFIX + parse_teams_address(value)[1]
