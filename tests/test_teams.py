@@ -34,6 +34,7 @@ from tests.fake_teams import (  # noqa: F401
     invoke,
     post_invoke,
 )
+from tests.helpers import wait_for
 from tests.receiver import receiver_fixture  # noqa: F401
 
 ALICE_ID = "29:1alice-GxQ3nKz8vW2pLmR7tYb5cJhD0sFqE4uIoA9"
@@ -287,6 +288,53 @@ def test_a_reminder_replies_to_the_card(acme_key, fake_teams):
     reply = fake_teams.activities()[-1]
     assert reply.path.endswith(f"/activities/{request.slack_ts}")
     assert reply.body["text"].startswith("Reminder: this still waits for your answer")
+
+
+@pytest.mark.postgres
+def test_with_everyone_needed_alices_card_says_it_waits_for_the_others(acme_key, fake_teams):
+    decision, _ = decision_create(
+        api_key=acme_key[0],
+        spec=DecisionSpec(action=ACTION, stages=[{"approvers": [ALICE, CAROL], "quorum": "all"}]),
+    )
+    request = posted(decision, ALICE)
+    reply = send(fake_teams, press(request, 0)).json()
+    assert "You answered: Approve" in card_text(reply["value"])
+    assert "Waiting for the other approvers" in card_text(reply["value"])
+    assert "actions" not in reply["value"]  # her part is done: no second answer
+    assert reload(decision).status == Status.PENDING
+
+    carol = ApprovalRequest.objects.get(decision=decision, address=CAROL)
+    decision_answer(request_id=carol.pk, choice="approve", via="email")
+    deliver(decision, Delivery.Purpose.UPDATE)
+    [put] = fake_teams.updates()
+    assert f"Approved by {CAROL} via email" in card_text(put.card)
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_the_worker_posts_the_card_and_replaces_it_after_the_click(
+    api, fake_teams, celery_worker, receiver, settings
+):
+    # The whole path with a real worker: the agent asks over the API, the worker posts the
+    # card; alice clicks; the worker replaces the card and calls the agent back.
+    settings.CALLBACK_ALLOW_PRIVATE = True
+    response = api.post(
+        "/decisions",
+        {"action": ACTION, "approver": ALICE, "callback_url": receiver.url("/hook")},
+        format="json",
+    )
+    assert response.status_code == 201
+    decision_id = response.json()["id"]
+    wait_for(lambda: ApprovalRequest.objects.filter(decision_id=decision_id).exclude(slack_ts="").exists())
+    request = ApprovalRequest.objects.get(decision_id=decision_id)
+
+    assert send(fake_teams, press(request, 1, note="Over budget")).status_code == 200
+
+    [put] = wait_for(lambda: fake_teams.updates())
+    assert f"Denied by {ALICE} via teams" in card_text(put.card)
+    [hook] = wait_for(lambda: receiver.requests)
+    outcome = json.loads(hook.body)["data"]["outcome"]
+    assert (outcome["status"], outcome["via"], outcome["note"]) == ("denied", "teams", "Over budget")
 
 
 # --- single use ---------------------------------------------------------------------------
