@@ -30,7 +30,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 APP_ID = "00000000-0000-4000-8000-00000000b07a"
-APP_PASSWORD = "test-bot-secret"
 TENANT_ID = "11111111-1111-4111-8111-111111111111"
 ISSUER = "https://api.botframework.com"
 MESSAGES_PATH = "/teams/messages"
@@ -108,6 +107,9 @@ class FakeTeams:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.logins: list[dict] = []
+        # Each fake its own secret: a bot token a process cached for an earlier fake (on a port
+        # since reused) is then never mistaken for one of this fake's.
+        self.app_password = f"test-bot-secret-{secrets.token_hex(8)}"
         self.conversations: dict[str, str] = {}  # person -> their 1:1 conversation id
         self._tokens: set[str] = set()
         self._failures: dict[str, deque[int]] = defaultdict(deque)
@@ -199,7 +201,7 @@ class FakeTeams:
             return status, {"error": "invalid_client"}
         if (form.get("client_id"), form.get("client_secret"), form.get("grant_type")) != (
             APP_ID,
-            APP_PASSWORD,
+            self.app_password,
             "client_credentials",
         ) or form.get("scope") != "https://api.botframework.com/.default":
             return 401, {"error": "invalid_client"}
@@ -247,7 +249,7 @@ def fake_teams_fixture(settings):
     """A fake Teams on a free port, with the app's TEAMS_* settings pointing at it for this test."""
     teams = FakeTeams().start()
     settings.TEAMS_APP_ID = APP_ID
-    settings.TEAMS_APP_PASSWORD = APP_PASSWORD
+    settings.TEAMS_APP_PASSWORD = teams.app_password
     settings.TEAMS_TENANT_ID = TENANT_ID
     settings.TEAMS_SERVICE_URL = teams.connector_url
     settings.TEAMS_LOGIN_URL = f"{teams.base_url}/login"

@@ -100,7 +100,10 @@ def read_activity(http_request: HttpRequest) -> tuple[dict, str]:
     except InvalidToken as exc:
         logger.info("teams: activity refused: %s", exc)
         raise _refused(401, "invalid_token", "The token's key is not endorsed for this channel.") from None
-    return activity, str(claims["aud"])
+    audience = claims["aud"]
+    if isinstance(audience, list):  # PyJWT checked that one of them is ours: that is the bot
+        audience = next((a for a in audience if a in known_app_ids()), "")
+    return activity, str(audience)
 
 
 def _request_for(token: str, bot: str) -> ApprovalRequest | None:
