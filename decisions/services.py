@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.services import AuditEntry, audit_record, audit_record_many
+from broker import tracing
 from broker.canonical import canonical_json
 from broker.errors import Conflict, InvalidInput
 from decisions.models import ApprovalRequest, Decision, OnTimeout, Policy, ResponseType, Status, Via
@@ -74,6 +75,7 @@ def _iso(moment: datetime) -> str:
 # --- create -------------------------------------------------------------------------------
 
 
+@tracing.traced("decision.create", attributes=lambda result: {"countersign.decision.id": result[0].pk})
 def decision_create(
     *,
     api_key: ApiKey,
@@ -334,6 +336,7 @@ def _create(
         created_at=now,
         expires_at=expires_at,
         request_fingerprint=fields.pop("fingerprint"),
+        trace_context=tracing.current_carrier(),
         **fields,
     )
     requests = ask(decision, recipients, stage=0, level=0)
@@ -373,6 +376,7 @@ def _create_decided_by_rule(
         expires_at=now + timedelta(minutes=timeout_minutes),
         resolved_at=now,
         request_fingerprint=fields.pop("fingerprint"),
+        trace_context=tracing.current_carrier(),
         **fields,
     )
     decision.outcome = _outcome(
@@ -557,6 +561,7 @@ def _transition(decision: Decision, *, status: str, outcome: dict, at: datetime,
         state=ApprovalRequest.State.CLOSED
     )
     decision.status, decision.resolved_at, decision.outcome = status, at, outcome
+    tracing.record_human_wait(decision)
     return True
 
 
@@ -728,6 +733,7 @@ def decision_answer(
         },
     )
     entries = [answered, *asked_entries(decision, next_requests)]
+    tracing.record_on_commit(decision, "decision.answer", start=now, attributes={"countersign.via": via})
     if resolved_as is not None:
         _announce(decision, also=entries)
     else:
