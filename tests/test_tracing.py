@@ -212,6 +212,7 @@ def test_tracing_is_off_by_default_nothing_is_stored_and_the_callback_has_no_tra
     [
         ({}, False),
         ({"OTEL_SERVICE_NAME": "countersign"}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": ""}, False),  # docker-compose.yml's default
         ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True),
         ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, True),
         ({"OTEL_TRACES_EXPORTER": "console"}, True),
