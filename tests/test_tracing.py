@@ -7,12 +7,18 @@ on 127.0.0.1, sent by a real Celery worker. Tracing is off unless the environmen
 it: the last tests hold that off means nothing stored and no header sent.
 """
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.test import Client
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -26,6 +32,7 @@ from tests.conftest import ALICE
 from tests.helpers import wait_for
 from tests.receiver import receiver_fixture  # noqa: F401
 
+PROJECT = Path(__file__).resolve().parents[1]
 ACTION = "Refund order #1042 for $120"
 # The agent's own trace: the span that made the HTTP request to Countersign.
 AGENT_TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
@@ -222,3 +229,50 @@ def test_tracing_is_off_by_default_nothing_is_stored_and_the_callback_has_no_tra
 )
 def test_the_standard_variables_turn_tracing_on(environ, on):
     assert tracing.wanted(environ) is on
+
+
+@pytest.mark.parametrize(
+    ("environ", "says"),
+    [
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER='zipkin'"),
+        ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "'grpc' is not supported"),
+    ],
+)
+def test_settings_it_cannot_honour_stop_start_up_with_a_reason(monkeypatch, environ, says):
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ImproperlyConfigured, match=re.escape(says)):
+        tracing.start_from_environment()
+    assert not tracing.is_enabled()
+
+
+def test_the_otlp_exporter_sends_spans_where_the_environment_says(receiver):
+    # given: a process started with the standard variables, the collector being the receiver
+    environ = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url("").rstrip("/"),
+        "OTEL_SERVICE_NAME": "countersign-eu",
+    }
+
+    # when: it records a span and exits
+    subprocess.run([sys.executable, "-c", EXPORT_ONE_SPAN], env=environ, cwd=PROJECT, check=True, timeout=60)
+
+    # then: the span arrived over OTLP/HTTP, named for the service
+    [export] = [request for request in receiver.requests if request.path == "/v1/traces"]
+    assert export.headers["content-type"] == "application/x-protobuf"
+    message = ExportTraceServiceRequest.FromString(export.body)
+    [resource_spans] = message.resource_spans
+    service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}["service.name"]
+    assert service == "countersign-eu"
+    assert [span.name for scope in resource_spans.scope_spans for span in scope.spans] == ["probe"]
+
+
+EXPORT_ONE_SPAN = """
+import django
+django.setup()
+from opentelemetry import trace
+from broker import tracing
+assert tracing.start_from_environment()
+tracing.traced("probe")(lambda: None)()
+trace.get_tracer_provider().shutdown()  # flushes the batch
+"""
