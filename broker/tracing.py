@@ -106,14 +106,23 @@ def _otlp_exporter():
 
 def start(*, tracer_provider) -> None:
     """Turn tracing on with this provider, and instrument Django (a server span per request,
-    its parent the request's `traceparent`), Celery (a span per task) and httpx (a client span
-    per outgoing request). Tests call it with a provider that keeps spans in memory."""
+    its parent the request's `traceparent`), Celery (a span per task), httpx (a client span
+    per outgoing request, which carries `traceparent` on) and psycopg (a span per SQL
+    statement, on connections opened from now on). Tests call it with a provider that keeps
+    spans in memory."""
     global _tracer
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
     from opentelemetry.instrumentation.django import DjangoInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 
-    for instrumentor in (DjangoInstrumentor(), CeleryInstrumentor(), HTTPXClientInstrumentor()):
+    instrumentors = (
+        DjangoInstrumentor(),
+        CeleryInstrumentor(),
+        HTTPXClientInstrumentor(),
+        PsycopgInstrumentor(),
+    )
+    for instrumentor in instrumentors:
         instrumentor.instrument(tracer_provider=tracer_provider)
         _instrumentors.append(instrumentor)
     _tracer = tracer_provider.get_tracer("countersign")

@@ -12,11 +12,11 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import Client
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
@@ -265,6 +265,51 @@ def test_the_otlp_exporter_sends_spans_where_the_environment_says(receiver):
     service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}["service.name"]
     assert service == "countersign-eu"
     assert [span.name for scope in resource_spans.scope_spans for span in scope.spans] == ["probe"]
+
+
+@pytest.mark.postgres
+def test_sql_statements_are_spans_of_the_work_that_ran_them(receiver):
+    # given: a process tracing to the receiver, on this test's PostgreSQL database
+    database = connection.settings_dict
+    environ = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url("").rstrip("/"),
+        "DATABASE_URL": f"postgres://{quote(database['USER'])}:{quote(database['PASSWORD'] or '')}"
+        f"@{database['HOST']}:{database['PORT']}/{database['NAME']}",
+    }
+
+    # when: it reads the decisions inside a span
+    subprocess.run([sys.executable, "-c", EXPORT_A_QUERY], env=environ, cwd=PROJECT, check=True, timeout=60)
+
+    # then: the statement is a span (psycopg's instrumentation), a child of that span
+    [export] = [request for request in receiver.requests if request.path == "/v1/traces"]
+    message = ExportTraceServiceRequest.FromString(export.body)
+    spans = [span for rs in message.resource_spans for scope in rs.scope_spans for span in scope.spans]
+    [probe] = [span for span in spans if span.name == "probe"]
+    [query] = [
+        span
+        for span in spans
+        if any(
+            a.key == "db.statement" and "decisions_decision" in a.value.string_value for a in span.attributes
+        )
+    ]
+    assert query.parent_span_id == probe.span_id
+
+
+def otlp_attributes(span) -> dict[str, str]:
+    return {attribute.key: attribute.value.string_value for attribute in span.attributes}
+
+
+EXPORT_A_QUERY = """
+import django
+django.setup()
+from opentelemetry import trace
+from broker import tracing
+assert tracing.start_from_environment()
+from decisions.models import Decision
+tracing.traced("probe")(Decision.objects.count)()
+trace.get_tracer_provider().shutdown()
+"""
 
 
 EXPORT_ONE_SPAN = """
