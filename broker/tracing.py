@@ -15,17 +15,15 @@ linked, not parent: it belongs to a trace of its own.
 """
 
 import functools
-import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from opentelemetry import propagate, trace
-
-logger = logging.getLogger(__name__)
 
 _tracer: trace.Tracer | None = None  # set while tracing is on
 _instrumentors: list[Any] = []
@@ -69,9 +67,7 @@ def start_from_environment() -> bool:
 
 
 def _exporters_from_environment() -> list[Any]:
-    from django.core.exceptions import ImproperlyConfigured
-
-    listed = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").lower().split(",")
+    listed = (os.environ.get("OTEL_TRACES_EXPORTER") or "otlp").lower().split(",")
     names = [name.strip() for name in listed if name.strip()]
     exporters = []
     for name in names:
@@ -89,8 +85,6 @@ def _exporters_from_environment() -> list[Any]:
 
 
 def _otlp_exporter():
-    from django.core.exceptions import ImproperlyConfigured
-
     protocol = os.environ.get(
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     )

@@ -252,6 +252,7 @@ def test_the_otlp_exporter_sends_spans_where_the_environment_says(receiver):
         **os.environ,
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url("").rstrip("/"),
         "OTEL_SERVICE_NAME": "countersign-eu",
+        "OTEL_TRACES_EXPORTER": "",  # empty: the default, otlp
     }
 
     # when: it records a span and exits
