@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install dev test lint format bench bench-callbacks bench-clock bench-export bench-api bench-audit
+.PHONY: install dev test lint typecheck format bench bench-callbacks bench-clock bench-export bench-api bench-audit
 
 $(INSTALLED): pyproject.toml sdk/python/pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,10 +26,14 @@ dev: install
 test: install
 	$(VENV)/bin/pytest
 
-lint: install
+lint: install typecheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+
+# mypy with django-stubs on the modules listed in pyproject.toml's [tool.mypy] `files`.
+typecheck: install
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff check --fix .

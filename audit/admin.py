@@ -8,6 +8,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from audit.chain import ChainProblem
 from audit.checkpoints import checkpoint_document
 from audit.export import export_response
 from audit.models import AuditCheckpoint, AuditEvent
@@ -41,7 +42,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_select_related = ["organization"]
     # The trail grows without end: no count of the unfiltered table on every page.
     show_full_result_count = False
-    fields = [
+    fields = readonly_fields = (
         "organization",
         "seq",
         "created_at",
@@ -53,8 +54,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
         "content_hash",
         "prev_hash",
         "hash",
-    ]
-    readonly_fields = fields
+    )
 
     def get_queryset(self, request):
         # The event's place in the chain, where the sealer has given it one.
@@ -133,12 +133,13 @@ class AuditEventAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         organization = None
         if raw := request.GET.get("organization"):
-            organization = Organization.objects.filter(pk=int(raw) if raw.isdigit() else None).first()
+            organization = Organization.objects.filter(pk=int(raw)).first() if raw.isdigit() else None
             if organization is None:
                 self.message_user(request, f"No organization {raw[:40]}.", messages.ERROR)
                 return HttpResponseRedirect(reverse("admin:audit_auditevent_verify"))
         organization_id = organization.pk if organization else None
-        problems, found = [], 0
+        problems: list[ChainProblem] = []
+        found = 0
         for problem in audit_problems(organization_id=organization_id):
             found += 1
             if len(problems) < MAX_PROBLEMS_SHOWN:
@@ -177,8 +178,7 @@ class AuditCheckpointAdmin(ReadOnlyAdmin):
     list_display = ["organization", "size", "head_hash", "sealed_at", "key_id"]
     list_filter = ["organization"]
     show_full_result_count = False
-    fields = ["organization", "size", "head_hash", "sealed_at", "key_id", "document"]
-    readonly_fields = fields
+    fields = readonly_fields = ("organization", "size", "head_hash", "sealed_at", "key_id", "document")
 
     @admin.display(description="signed document")
     def document(self, checkpoint: AuditCheckpoint):

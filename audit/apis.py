@@ -130,7 +130,7 @@ class CheckpointListApi(APIView):
         checkpoints = selectors.checkpoints_for(organization_id=request.auth.organization_id)
         paginator = BySize()
         page = paginator.paginate_queryset(checkpoints, request, view=self)
-        return paginator.get_paginated_response([checkpoint_document(c) for c in page])
+        return paginator.get_paginated_response([checkpoint_document(c) for c in page or []])
 
 
 class AuditKeysApi(APIView):

@@ -11,7 +11,7 @@ chain the service sealed, not one recomputed after an edit.
 import contextlib
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +20,7 @@ from audit.chain import GENESIS_HASH, content_hash, link_hash
 from audit.checkpoints import VerifiedCheckpoint
 from audit.export import BOM, EXPORT_COLUMNS, PAYLOAD_COLUMNS, payload_cells, restore_cell
 
-REQUIRED = ("time", "decision_id", "event", "actor", "channel", "prev_hash", "hash", "seq")
+REQUIRED: tuple[str, ...] = ("time", "decision_id", "event", "actor", "channel", "prev_hash", "hash", "seq")
 REQUIRED += ("organization_id", "payload")
 
 
@@ -66,7 +66,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             yield line, {name: restore_cell(value or "") for name, value in row.items() if name}
 
 
-def check_archive(path: Path, *, checkpoints: list[VerifiedCheckpoint] = ()) -> ArchiveReport:
+def check_archive(path: Path, *, checkpoints: Sequence[VerifiedCheckpoint] = ()) -> ArchiveReport:
     """Walk the file once and report every break (memory: one action per decision, never the
     rows), and every verified checkpoint the file's chain disagrees with. Raises ValueError
     for a file that is not an audit export at all."""

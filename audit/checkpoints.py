@@ -146,7 +146,8 @@ def load_checkpoint_documents(source: str, *, api_key: str = "") -> list[tuple[s
     (GET /audit/checkpoints, followed through its pages, or any URL serving such JSON)."""
     if source.startswith(("http://", "https://")):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        found, url = [], source
+        found: list[tuple[str, dict]] = []
+        url: str | None = source
         with httpx.Client(timeout=30.0, headers=headers) as client:
             while url:
                 response = client.get(url)

@@ -210,7 +210,7 @@ async def _chunks_async(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
     # sending a byte. Each batch is fetched and formatted in the request's sync thread (the
     # same one for every batch), and the event loop only sends.
     next_chunk = sync_to_async(next)
-    while (chunk := await next_chunk(chunks, None)) is not None:
+    while (chunk := await next_chunk(chunks, None)) is not None:  # type: ignore[call-arg]  # next(it, default)
         yield chunk
 
 

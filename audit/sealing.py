@@ -108,7 +108,7 @@ def _insert_links(links: list[AuditLink]) -> None:
     if connection.vendor != "postgresql":
         AuditLink.objects.bulk_create(links, batch_size=2000)
         return
-    columns = ([], [], [], [], [])
+    columns: tuple[list, list, list, list, list] = ([], [], [], [], [])
     for link in links:
         for values, value in zip(
             columns, (link.event_id, link.organization_id, link.seq, link.prev_hash, link.hash), strict=True
@@ -163,9 +163,8 @@ def audit_seal(*, limit: int = MAX_EVENTS_PER_RUN) -> SealResult:
     AuditCheckpoint.objects.bulk_create(checkpoints)
     # A run cut short by `limit` keeps the old horizon: the rest is picked up next time.
     complete = len(batch) < limit
-    reached = horizon if complete else previous
-    if horizon is None:  # SQLite: the last id linked
-        reached = batch[-1][0]
+    # SQLite has no horizon: it reached the last id linked.
+    reached = batch[-1][0] if horizon is None else (horizon if complete else previous)
     AuditSeal.objects.create(sealed_at=now, horizon=reached, events=len(links))
     publish_on_commit([checkpoint.organization_id for checkpoint in checkpoints])
     return SealResult(events=len(links), checkpoints=checkpoints)

@@ -42,7 +42,7 @@ def audit_events_for(
         events = events.filter(event=event)
     if actor:
         events = events.filter(actor=actor)
-    return events.select_related("decision").order_by("seq")
+    return events.select_related("decision").order_by("link__seq")
 
 
 def audit_event_batches(

@@ -61,7 +61,7 @@ class AuditEventOutput(serializers.Serializer):
     hash = serializers.CharField(help_text="SHA-256 of prev_hash, seq and content_hash: the chain")
 
     def get_action(self, event: AuditEvent) -> str | None:
-        return event.decision.action if event.decision_id else None
+        return event.decision.action if event.decision else None
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_payload(self, event: AuditEvent) -> dict:

@@ -1,4 +1,5 @@
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -31,7 +32,7 @@ def audit_record_many(*, organization_id: int, entries: list[AuditEntry]) -> lis
         raise RuntimeError("audit_record must run inside the transaction of the change it records")
     records = []
     for entry in entries:
-        fields = {
+        fields: dict[str, Any] = {
             "organization_id": organization_id,
             "created_at": timezone.now(),
             "decision_id": entry.decision_id,

@@ -171,12 +171,13 @@ def _decisions_checked(
     organization_id: int, decisions: list, action_hash
 ) -> Iterator[tuple[str, ChainProblem]]:
     ids = [d.pk for d in decisions]
-    created, resolved = {}, {}
+    created: dict[str, tuple[int, dict]] = {}
+    resolved: dict[str, tuple[int, dict]] = {}
     events = (
         sealed_events()
         .filter(decision_id__in=ids, event__in=["decision.created", "decision.resolved"])
-        .order_by("seq")
-        .values_list("decision_id", "event", "seq", "payload")
+        .order_by("link__seq")
+        .values_list("decision_id", "event", "link__seq", "payload")
     )
     for decision_id, event, seq, payload in events:
         (created if event == "decision.created" else resolved)[decision_id] = (seq, json.loads(payload))

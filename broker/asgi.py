@@ -9,9 +9,12 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from broker import tracing
 from broker.asgi_body import BoundedBody
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "broker.settings")
+# Before Django builds its middleware chain: tracing adds a middleware of its own.
+tracing.start_from_environment()
 
 # Request bodies are read, chunked or not and at most 1 MiB, before Django sees the request.
 django_application = BoundedBody(get_asgi_application())

@@ -85,11 +85,12 @@ def api_exception_handler(exc: Exception, context: dict) -> JsonResponse | None:
     if auth_header := getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = auth_header
     if isinstance(exc, drf.Throttled):
-        headers["Retry-After"] = str(int(exc.wait or 1))
+        wait = exc.wait  # type: ignore[attr-defined]  # set by Throttled.__init__; not in the stubs
+        headers["Retry-After"] = str(int(wait or 1))
         return error_response(
             429,
             "rate_limited",
-            f"Too many requests; retry in {int(exc.wait or 1)} s.",
+            f"Too many requests; retry in {int(wait or 1)} s.",
             headers=headers,
         )
     if isinstance(exc, drf.ValidationError):

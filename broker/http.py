@@ -44,13 +44,13 @@ def BodySizeLimitMiddleware(get_response):
     # Both flavours, so that under ASGI no request (a long-poll least of all) is pinned to a thread.
     if iscoroutinefunction(get_response):
 
-        async def middleware(request):
+        async def async_middleware(request):
             return _oversized_body(request) or await get_response(request)
 
-    else:
+        return async_middleware
 
-        def middleware(request):
-            return _oversized_body(request) or get_response(request)
+    def middleware(request):
+        return _oversized_body(request) or get_response(request)
 
     return middleware
 

@@ -58,7 +58,7 @@ class CountersignCollector:
             .exclude(outcome__isnull=True)
             .values_list("created_at", "resolved_at")[:ANSWER_SAMPLE]
         )
-        waits = sorted((resolved - created).total_seconds() for created, resolved in answered)
+        waits = sorted((resolved - created).total_seconds() for created, resolved in answered if resolved)
         answer = GaugeMetricFamily(
             "countersign_decision_answer_seconds",
             "Creation to a person's answer, decisions answered in the last hour",

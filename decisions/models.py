@@ -100,6 +100,9 @@ class Decision(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # The OpenTelemetry context the decision was created in (W3C `traceparent`/`tracestate`),
+    # so later work joins its trace (broker/tracing.py); {} while tracing is off.
+    trace_context = models.JSONField(default=dict, db_default={}, blank=True)
 
     class Meta:
         constraints = [

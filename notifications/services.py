@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import audit_record
+from broker import tracing
 from broker.canonical import canonical_json
 from notifications.models import Delivery, DeliveryAttempt
 from notifications.senders import (
@@ -205,7 +206,9 @@ def delivery_attempt(*, delivery_id: int) -> None:
         return
     started_at, clock = timezone.now(), time.monotonic()
     try:
-        report = sender(delivery)
+        # A span of the decision's trace; a callback's `traceparent` names it (broker/tracing.py).
+        with tracing.in_decision_trace(delivery.decision, f"{delivery.kind}.send", _attributes(delivery)):
+            report = sender(delivery)
     except PermanentFailure as exc:
         _log_attempt(delivery, started_at, clock, ok=False, error=str(exc), report=exc.report)
         delivery_fail(delivery=delivery, reason=str(exc))
@@ -220,6 +223,15 @@ def delivery_attempt(*, delivery_id: int) -> None:
     else:
         _log_attempt(delivery, started_at, clock, ok=True, error="", report=report)
         delivery_succeed(delivery=delivery, report=report)
+
+
+def _attributes(delivery: Delivery) -> dict:
+    """The delivery's attempt, for its span."""
+    return {
+        "countersign.delivery.id": delivery.pk,
+        "countersign.delivery.purpose": delivery.purpose,
+        "countersign.delivery.attempt": delivery.attempts,
+    }
 
 
 def _log_attempt(delivery: Delivery, started_at, clock: float, *, ok: bool, error: str, report) -> None:

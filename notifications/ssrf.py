@@ -74,16 +74,18 @@ def resolve(host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         raise UnresolvableHost(f"The host '{host[:100]}' does not resolve.") from None
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def _parse(url: str) -> tuple[SplitResult, int]:
+def _parse(url: str) -> tuple[SplitResult, str, int]:
+    """The URL's parts, its host name and port; ValueError with a reason if it cannot be one."""
     if any(ch.isspace() or ord(ch) < 32 for ch in url):
         raise ValueError("The URL must not contain spaces or control characters.")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise ValueError("Use an http or https URL.")
-    if not parts.hostname:
+    host = parts.hostname
+    if not host:
         raise ValueError("The URL has no host.")
     if parts.username is not None or parts.password is not None:
         raise ValueError("The URL must not carry credentials (user:password@).")
@@ -91,7 +93,7 @@ def _parse(url: str) -> tuple[SplitResult, int]:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise ValueError("The URL's port is not valid.") from None
-    return parts, port
+    return parts, host, port
 
 
 def _checked_addresses(host: str, port: int, *, allow_private: bool) -> list[str]:
@@ -105,9 +107,9 @@ def _checked_addresses(host: str, port: int, *, allow_private: bool) -> list[str
 
 def check_callback_url(url: str, *, allow_private: bool) -> None:
     """Raise ValueError with a reason if the URL may not receive callbacks."""
-    parts, port = _parse(url)
+    _parts, host, port = _parse(url)
     if not allow_private:
-        _checked_addresses(parts.hostname, port, allow_private=False)
+        _checked_addresses(host, port, allow_private=False)
 
 
 @dataclass(frozen=True)
@@ -120,10 +122,10 @@ class PinnedTarget:
 def pinned_target(url: str, *, allow_private: bool) -> PinnedTarget:
     """Resolve and check the URL's host now, and name the checked address to connect to.
     Raises RefusedAddress, UnresolvableHost, or ValueError for a malformed URL."""
-    parts, port = _parse(url)
-    address = _checked_addresses(parts.hostname, port, allow_private=allow_private)[0]
+    parts, host, port = _parse(url)
+    address = _checked_addresses(host, port, allow_private=allow_private)[0]
     literal = f"[{address}]" if ":" in address else address
     pinned = urlunsplit((parts.scheme, f"{literal}:{port}", parts.path or "/", parts.query, ""))
-    name = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    name = f"[{host}]" if ":" in host else host
     host_header = name if parts.port is None else f"{name}:{parts.port}"
-    return PinnedTarget(pinned, host_header, parts.hostname if parts.scheme == "https" else None)
+    return PinnedTarget(pinned, host_header, host if parts.scheme == "https" else None)

@@ -202,8 +202,7 @@ class WebhookSecretAdmin(admin.ModelAdmin):
 
     list_display = ["organization", "masked_secret", "created_at", "retired_at"]
     list_filter = ["organization"]
-    fields = ["organization", "secret", "created_at", "retired_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("organization", "secret", "created_at", "retired_at")
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -109,7 +109,7 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
     scope = "api_key"
 
     @property
-    def cache(self):
+    def cache(self):  # type: ignore[override]  # DRF's class attribute, chosen per request here
         return rate_limit_cache()
 
     def allow_request(self, request, view) -> bool:

@@ -40,7 +40,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
             and settings["CONN_HEALTH_CHECKS"]
             and not settings.get("CONN_MAX_AGE")  # Django refuses that combination: let it say so
             and self.alias != NO_DB_ALIAS
-            and self.alias not in self._connection_pools
+            # Django's private pool registry and connection set-up, which the stubs leave out.
+            and self.alias not in self._connection_pools  # type: ignore[attr-defined]
         ):
             # As Django's own property (5.2) makes the pool, but for its class and check.
             connect_kwargs = self.get_connection_params()
@@ -48,8 +49,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
             pool = DrainingPool(
                 kwargs=connect_kwargs,
                 open=False,  # opened on first use, as Django's
-                configure=self._configure_connection,
+                configure=self._configure_connection,  # type: ignore[attr-defined]
                 **({} if options is True else options),
             )
-            self._connection_pools.setdefault(self.alias, pool)
+            self._connection_pools.setdefault(self.alias, pool)  # type: ignore[attr-defined]
         return super().pool

@@ -4,6 +4,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import AuditEntry, audit_record_many
+from broker import tracing
 from broker.errors import InvalidInput
 from decisions.models import ApprovalRequest, Decision, ResponseType, Status
 from decisions.outcomes import iso
@@ -105,6 +106,7 @@ def decision_answer(
         },
     )
     entries = [answered, *asked_entries(decision, next_requests)]
+    tracing.record_on_commit(decision, "decision.answer", start=now, attributes={"countersign.via": via})
     if resolved_as is not None:
         announce(decision, also=entries)
     else:

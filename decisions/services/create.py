@@ -7,6 +7,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.services import AuditEntry, audit_record_many
+from broker import tracing
 from broker.errors import InvalidInput
 from decisions.models import ApprovalRequest, Decision, Policy, Status, Via
 from decisions.outcomes import iso
@@ -22,6 +23,7 @@ from decisions.specs import DecisionSpec
 from organizations.models import ApiKey
 
 
+@tracing.traced("decision.create", attributes=lambda result: {"countersign.decision.id": result[0].pk})
 def decision_create(
     *, api_key: ApiKey, spec: DecisionSpec, idempotency_key: str | None = None, fingerprint: str = ""
 ) -> tuple[Decision, bool]:
@@ -55,6 +57,7 @@ def decision_create(
                     "metadata": spec.metadata,
                     "idempotency_key": idempotency_key,
                     "request_fingerprint": fingerprint,
+                    "trace_context": tracing.current_carrier(),
                 },
             )
     except IntegrityError:

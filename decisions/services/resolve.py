@@ -10,6 +10,7 @@ from datetime import datetime
 from django.db import transaction
 
 from audit.services import AuditEntry, audit_record_many
+from broker import tracing
 from channels import registry as channel_registry
 from decisions.models import ApprovalRequest, Decision, Status
 from decisions.outcomes import Outcome
@@ -60,6 +61,7 @@ def transition(decision: Decision, *, outcome: Outcome, **conditions) -> bool:
         state=ApprovalRequest.State.CLOSED
     )
     decision.status, decision.resolved_at, decision.outcome = outcome.status, outcome.at, stored
+    tracing.record_human_wait(decision)
     return True
 
 

@@ -140,8 +140,8 @@ def _verified(external, keys) -> tuple[list, list[str]]:
 def _database_disagreements(spans) -> list[str]:
     problems = []
     for organization_id, span in spans.items():
-        stored = sealed_events().filter(organization_id=organization_id, seq=span.last_seq)
-        if not stored.filter(hash=span.last_hash).exists():
+        stored = sealed_events().filter(organization_id=organization_id, link__seq=span.last_seq)
+        if not stored.filter(link__hash=span.last_hash).exists():
             problems.append(
                 f"organization {organization_id}: event #{span.last_seq} in the database does not "
                 f"have the file's hash {span.last_hash}"

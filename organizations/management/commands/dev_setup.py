@@ -1,6 +1,7 @@
 import json
 import os
 import secrets
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -17,7 +18,7 @@ CREDENTIALS_FILE = "dev_credentials.json"
 # The refund example's rules (sdk/python/examples/refund_agent.py): small refunds go through,
 # medium ones ask finance, large ones are urgent and escalate to the team lead.
 DEMO_GROUPS = {"finance": ["finance@example.com", "controller@example.com"]}
-DEMO_POLICIES = [
+DEMO_POLICIES: list[dict[str, Any]] = [
     {
         "name": "small-refunds",
         "conditions": [
