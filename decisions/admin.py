@@ -8,6 +8,7 @@ from django.utils.html import format_html
 from audit.decision_export import decision_rows_csv
 from audit.export import csv_download
 from audit.models import AuditEvent
+from decisions.admin_forms import ApproverGroupForm, PolicyForm
 from decisions.models import ApprovalRequest, ApproverGroup, Decision, Policy, Status, Via
 from decisions.services import AlreadyResolved, decision_cancel
 from notifications.models import Delivery
@@ -263,6 +264,10 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
 
 @admin.register(ApproverGroup)
 class ApproverGroupAdmin(admin.ModelAdmin):
+    """Who is asked: `group:<name>` in a policy or an agent's request asks every member.
+    Not to be confused with Django's Groups (Authentication), which say who may use this admin."""
+
+    form = ApproverGroupForm
     list_display = ["name", "organization", "members"]
     list_filter = ["organization"]
     search_fields = ["name", "members"]
@@ -273,6 +278,27 @@ class PolicyAdmin(admin.ModelAdmin):
     """Rules are validated on save (Policy.clean): conditions are well-formed data and the
     routing passes the same checks as an agent's request."""
 
+    form = PolicyForm
+    fieldsets = [
+        (None, {"fields": ["organization", "name", "position", "enabled"]}),
+        ("When", {"fields": ["conditions"]}),
+        ("Then", {"fields": ["action"]}),
+        (
+            "Routing (for “route to approvers”)",
+            {
+                "fields": [
+                    "approvers",
+                    "quorum",
+                    "stages",
+                    "timeout_minutes",
+                    "urgency",
+                    "escalation",
+                    "override",
+                ],
+                "description": "Fills in what the agent left out; with “override”, replaces what it sent.",
+            },
+        ),
+    ]
     list_display = ["name", "organization", "position", "enabled", "action", "override"]
     list_editable = ["position", "enabled"]
     list_filter = ["organization", "action", "enabled"]
