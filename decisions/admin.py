@@ -2,14 +2,16 @@ from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from audit.decision_export import decision_rows_csv
 from audit.export import csv_download
 from audit.models import AuditEvent
-from decisions.admin_forms import ApproverGroupForm, PolicyForm
+from decisions.admin_forms import ApproverGroupForm, PolicyForm, PolicyPreviewForm
 from decisions.models import ApprovalRequest, ApproverGroup, Decision, Policy, Status, Via
+from decisions.policy_preview import policy_preview
 from decisions.services import AlreadyResolved, decision_cancel
 from notifications.models import Delivery
 from notifications.services import delivery_redeliver
@@ -304,3 +306,35 @@ class PolicyAdmin(admin.ModelAdmin):
     list_filter = ["organization", "action", "enabled"]
     search_fields = ["name"]
     ordering = ["organization", "position", "pk"]
+
+    def get_urls(self):
+        preview = self.admin_site.admin_view(self.preview_view)
+        return [path("preview/", preview, name="decisions_policy_preview"), *super().get_urls()]
+
+    def preview_view(self, request):
+        """Which rule would match a decision, and the routing the create would apply, without
+        creating anything (decisions/policy_preview.py). Who may view the rules may use it."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        organizations = Organization.objects.order_by("slug")
+        form = PolicyPreviewForm(request.GET or None, organizations=organizations)
+        preview = None
+        if form.is_bound and form.is_valid():
+            data = form.cleaned_data
+            preview = policy_preview(
+                organization=data["organization"],
+                action=data["action"],
+                urgency=data["urgency"],
+                details=data["details"],
+                approvers=data["approvers"] or None,
+                timeout_minutes=data["timeout_minutes"],
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Which rule would match this decision?",
+            "opts": self.model._meta,
+            "form": form,
+            "preview": preview,
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "admin/decisions/policy/preview.html", context)

@@ -14,22 +14,9 @@ from django.core.exceptions import ValidationError
 from django.utils.html import format_html, format_html_join
 
 from decisions.addresses import parse_address
-from decisions.models import ApproverGroup, Policy
-from decisions.policies import OPERATORS, check_condition
+from decisions.models import ApproverGroup, Policy, Urgency
+from decisions.policies import OPERATOR_LABELS, OPERATORS, check_condition
 
-OPERATOR_LABELS = {
-    "eq": "equals",
-    "ne": "does not equal",
-    "lt": "is less than",
-    "lte": "is at most",
-    "gt": "is more than",
-    "gte": "is at least",
-    "in": "is one of",
-    "not_in": "is none of",
-    "contains": "contains (any case)",
-    "startswith": "starts with",
-    "exists": "is present (value true) or absent (false)",
-}
 OPERATOR_CHOICES = [("", "—")] + [(op, f"{OPERATOR_LABELS.get(op, op)} ({op})") for op in OPERATORS]
 FIELD_SUGGESTIONS = ["action", "urgency", "details.amount", "details.currency", "details.environment"]
 QUORUM_HELP = 'any (one approval), all (everyone asked) or a number; blank: "any"'
@@ -180,7 +167,7 @@ def condition_value(text: str, op: str):
     return parse_scalar(text)
 
 
-def condition_text(value, op: str) -> str:
+def value_text(value, op: str) -> str:
     """How a stored condition value is shown in its row: typed back, it gives the same value."""
     if op in ("in", "not_in") and isinstance(value, list):
         items = [_scalar_text(item) for item in value]
@@ -290,7 +277,7 @@ class ConditionsField(RowsField):
 
     def to_row(self, item):
         op = item.get("op", "")
-        return {"field": item.get("field", ""), "op": op, "value": condition_text(item.get("value"), op)}
+        return {"field": item.get("field", ""), "op": op, "value": value_text(item.get("value"), op)}
 
     def from_row(self, row):
         field, op = row["field"].strip(), row["op"].strip()
@@ -399,3 +386,41 @@ class ApproverGroupForm(forms.ModelForm):
     class Meta:
         model = ApproverGroup
         fields = ["organization", "name", "members"]
+
+
+class PolicyPreviewForm(forms.Form):
+    """What an agent would send, as far as the rules read it."""
+
+    organization = forms.ModelChoiceField(queryset=None, empty_label=None)
+    action = forms.CharField(
+        max_length=500, help_text="the decision's action, e.g. Refund $900 to order #1042"
+    )
+    urgency = forms.ChoiceField(choices=Urgency.choices, initial=Urgency.NORMAL)
+    details = forms.CharField(
+        required=False,
+        widget=forms.Textarea(
+            attrs={"rows": 4, "cols": 60, "placeholder": '{"amount": 900, "currency": "EUR"}'}
+        ),
+        help_text="the decision's details as the agent sends them: a JSON object",
+    )
+    approvers = AddressLinesField(
+        required=False,
+        help_text="if the agent names approvers itself, one per line (a rule fills in the rest)",
+    )
+    timeout_minutes = forms.FloatField(required=False, min_value=0.01, help_text="if the agent sets one")
+
+    def __init__(self, *args, organizations, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["organization"].queryset = organizations
+
+    def clean_details(self) -> dict:
+        text = self.cleaned_data["details"].strip()
+        if not text:
+            return {}
+        try:
+            details = json.loads(text)
+        except ValueError as exc:
+            raise ValidationError(f"Details are not valid JSON ({exc.msg} at line {exc.lineno}).") from None
+        if not isinstance(details, dict):
+            raise ValidationError('Details are a JSON object, e.g. {"amount": 900}.')
+        return details
