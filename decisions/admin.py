@@ -9,6 +9,15 @@ from django.utils.html import format_html
 from audit.decision_export import decision_rows_csv
 from audit.export import csv_download
 from audit.models import AuditEvent
+from decisions.admin_display import (
+    details_table,
+    escalation_list,
+    minutes_list,
+    outcome_table,
+    payload_lines,
+    policy_link,
+    stages_list,
+)
 from decisions.admin_forms import ApproverGroupForm, PolicyForm, PolicyPreviewForm
 from decisions.models import ApprovalRequest, ApproverGroup, Decision, Policy, Status, Via
 from decisions.policy_preview import policy_preview
@@ -59,10 +68,14 @@ class AnswerInline(ReadOnlyInline):
         "choice",
         "text",
         "note",
-        "edited_details",
+        "edited_details_table",
     ]
     readonly_fields = fields
     ordering = ["answered_at", "pk"]
+
+    @admin.display(description="edited details")
+    def edited_details_table(self, request: ApprovalRequest):
+        return details_table(request.edited_details) if request.edited_details is not None else "not edited"
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(answered_at__isnull=False)
@@ -78,7 +91,7 @@ class DeliveryInline(ReadOnlyInline):
 class AuditEventInline(ReadOnlyInline):
     model = AuditEvent
     verbose_name_plural = "audit trail"
-    fields = ["seq", "created_at", "event", "actor", "channel", "payload"]
+    fields = ["seq", "created_at", "event", "actor", "channel", "payload_lines"]
     readonly_fields = fields
     ordering = ["pk"]  # the order they were written in; the sealer keeps it
 
@@ -88,6 +101,10 @@ class AuditEventInline(ReadOnlyInline):
     @admin.display(description="seq")
     def seq(self, event: AuditEvent):
         return event.link.seq if hasattr(event, "link") else "unsealed"
+
+    @admin.display(description="payload")
+    def payload_lines(self, event: AuditEvent):
+        return payload_lines(event.payload)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
@@ -111,35 +128,99 @@ class DecisionAdmin(admin.ModelAdmin):
     list_select_related = ["organization"]
     date_hierarchy = "created_at"
     ordering = ["-created_at"]
+    fieldsets = [
+        (None, {"fields": ["id", "organization", "status", "action", "context", "details_table", "urgency"]}),
+        ("Outcome", {"fields": ["outcome_table", "resolved_at"]}),
+        (
+            "Routing",
+            {
+                "fields": [
+                    "policy_link",
+                    "stages_list",
+                    "escalation_list",
+                    "reminders_list",
+                    "on_timeout",
+                    "created_at",
+                    "expires_at",
+                ]
+            },
+        ),
+        (
+            "As the agent sent it",
+            {
+                "fields": [
+                    "options_list",
+                    "response_type",
+                    "allow_edit",
+                    "callback_url",
+                    "metadata_table",
+                    "action_hash",
+                ],
+                "classes": ["collapse"],
+            },
+        ),
+    ]
     readonly_fields = [
         "id",
         "organization",
         "status",
         "action",
         "context",
-        "details",
-        "options",
-        "response_type",
-        "allow_edit",
+        "details_table",
         "urgency",
-        "stages",
-        "current_stage",
-        "escalation",
-        "escalation_repeat",
-        "reminders",
+        "outcome_table",
+        "resolved_at",
+        "policy_link",
+        "stages_list",
+        "escalation_list",
+        "reminders_list",
         "on_timeout",
-        "policy",
-        "callback_url",
-        "metadata",
-        "action_hash",
-        "outcome",
         "created_at",
         "expires_at",
-        "resolved_at",
+        "options_list",
+        "response_type",
+        "allow_edit",
+        "callback_url",
+        "metadata_table",
+        "action_hash",
     ]
-    fields = readonly_fields
     inlines = [ApprovalRequestInline, AnswerInline, DeliveryInline, AuditEventInline]
     actions = ["cancel", "redeliver_callback"]
+
+    class Media:
+        css = {"all": ["decisions/admin.css"]}
+
+    @admin.display(description="details")
+    def details_table(self, decision: Decision):
+        return details_table(decision.details)
+
+    @admin.display(description="outcome")
+    def outcome_table(self, decision: Decision):
+        return outcome_table(decision.outcome)
+
+    @admin.display(description="policy rule")
+    def policy_link(self, decision: Decision):
+        return policy_link(decision.policy, decision.organization_id)
+
+    @admin.display(description="stages")
+    def stages_list(self, decision: Decision):
+        return stages_list(decision.stages, decision.current_stage)
+
+    @admin.display(description="escalation")
+    def escalation_list(self, decision: Decision):
+        return escalation_list(decision.escalation, decision.escalation_repeat)
+
+    @admin.display(description="reminders")
+    def reminders_list(self, decision: Decision):
+        return minutes_list(decision.reminders)
+
+    @admin.display(description="options")
+    def options_list(self, decision: Decision):
+        return ", ".join(decision.options)
+
+    @admin.display(description="metadata")
+    def metadata_table(self, decision: Decision):
+        return details_table(decision.metadata)
 
     def has_add_permission(self, request) -> bool:
         return False  # decisions come from agents through the API
