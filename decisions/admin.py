@@ -17,6 +17,7 @@ from decisions.admin_display import (
     payload_lines,
     policy_link,
     stages_list,
+    when_short,
 )
 from decisions.admin_forms import ApproverGroupForm, PolicyForm, PolicyPreviewForm
 from decisions.models import ApprovalRequest, ApproverGroup, Decision, Policy, Status, Via
@@ -112,16 +113,8 @@ class AuditEventInline(ReadOnlyInline):
 
 @admin.register(Decision)
 class DecisionAdmin(admin.ModelAdmin):
-    list_display = [
-        "id",
-        "organization",
-        "action",
-        "status",
-        "urgency",
-        "created_at",
-        "expires_at",
-        "resolved_at",
-    ]
+    # Short columns that stay on one line, and the action, which wraps (decisions/admin.css).
+    list_display = ["id", "action", "status", "urgency", "organization", "created", "resolved"]
     list_filter = ["status", "urgency", "created_at", "resolved_at", "organization"]
     search_fields = ["=id", "action", "requests__address"]
     search_help_text = "a decision id (exact), part of the action, or an approver's address"
@@ -189,6 +182,21 @@ class DecisionAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ["decisions/admin.css"]}
+
+    def get_list_display(self, request):
+        if Organization.objects.count() > 1:
+            return self.list_display
+        return [column for column in self.list_display if column != "organization"]  # room for the rest
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, decision: Decision):
+        return when_short(decision.created_at)
+
+    @admin.display(description="resolved", ordering="resolved_at")
+    def resolved(self, decision: Decision):
+        if decision.resolved_at is None:
+            return format_html('<span class="cs-quiet">expires {}</span>', when_short(decision.expires_at))
+        return when_short(decision.resolved_at)
 
     @admin.display(description="details")
     def details_table(self, decision: Decision):

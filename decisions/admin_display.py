@@ -26,6 +26,15 @@ def when(moment: datetime | str | None) -> str:
     return date_format(timezone.localtime(moment), "DATETIME_FORMAT")
 
 
+def when_short(moment: datetime | None) -> str:
+    """A list column's time: '2 Dec, 14:03 UTC', the year only when it is not this one."""
+    if moment is None:
+        return EMPTY
+    local = timezone.localtime(moment)
+    same_year = local.year == timezone.localtime().year
+    return date_format(local, "j M, H:i T" if same_year else "j M Y, H:i T")
+
+
 def facts_table(rows: list[tuple[str, object]]) -> SafeString | str:
     if not rows:
         return EMPTY

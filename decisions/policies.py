@@ -48,7 +48,7 @@ OPERATOR_LABELS = {
     "not_in": "is none of",
     "contains": "contains (any case)",
     "startswith": "starts with",
-    "exists": "is present (value true) or absent (false)",
+    "exists": "exists (true) / is absent (false)",
 }
 _FIELD = re.compile(r"^(action|urgency|details(\.[^.\s]{1,64}){1,5})$")
 
