@@ -393,7 +393,9 @@ class PolicyPreviewForm(forms.Form):
 
     organization = forms.ModelChoiceField(queryset=None, empty_label=None)
     action = forms.CharField(
-        max_length=500, help_text="the decision's action, e.g. Refund $900 to order #1042"
+        max_length=500,
+        widget=forms.TextInput(attrs={"size": 60}),
+        help_text="the decision's action, e.g. Refund $900 to order #1042",
     )
     urgency = forms.ChoiceField(choices=Urgency.choices, initial=Urgency.NORMAL)
     details = forms.CharField(
