@@ -21,6 +21,7 @@ from decisions.admin_display import (
 )
 from decisions.admin_forms import ApproverGroupForm, PolicyForm, PolicyPreviewForm
 from decisions.models import ApprovalRequest, ApproverGroup, Decision, Policy, Status, Via
+from decisions.policies import condition_text
 from decisions.policy_preview import policy_preview
 from decisions.services import AlreadyResolved, decision_cancel
 from notifications.models import Delivery
@@ -359,9 +360,13 @@ class ApproverGroupAdmin(admin.ModelAdmin):
     Not to be confused with Django's Groups (Authentication), which say who may use this admin."""
 
     form = ApproverGroupForm
-    list_display = ["name", "organization", "members"]
+    list_display = ["name", "organization", "member_list"]
     list_filter = ["organization"]
     search_fields = ["name", "members"]
+
+    @admin.display(description="members")
+    def member_list(self, group: ApproverGroup):
+        return ", ".join(group.members)
 
 
 @admin.register(Policy)
@@ -390,11 +395,17 @@ class PolicyAdmin(admin.ModelAdmin):
             },
         ),
     ]
-    list_display = ["name", "organization", "position", "enabled", "action", "override"]
+    list_display = ["name", "organization", "position", "enabled", "when", "action", "override"]
     list_editable = ["position", "enabled"]
     list_filter = ["organization", "action", "enabled"]
     search_fields = ["name"]
     ordering = ["organization", "position", "pk"]
+
+    @admin.display(description="when")
+    def when(self, policy: Policy):
+        if not policy.conditions:
+            return "always"
+        return " and ".join(condition_text(c) for c in policy.conditions if isinstance(c, dict))
 
     def get_urls(self):
         preview = self.admin_site.admin_view(self.preview_view)

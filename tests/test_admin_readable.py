@@ -119,3 +119,12 @@ def test_the_decision_page_reads_as_fields_not_json(admin_client, refund):
     # no raw JSON of the outcome or the details anywhere
     assert '{"status":' not in page.replace("&quot;", '"')
     assert '{"amount": 900' not in page.replace("&quot;", '"')
+
+
+def test_the_lists_of_rules_and_groups_read_as_sentences(admin_client, refund):
+    rules = admin_client.get(reverse("admin:decisions_policy_changelist")).content.decode()
+    groups = admin_client.get(reverse("admin:decisions_approvergroup_changelist")).content.decode()
+
+    assert "details.amount is at least 500" in rules
+    assert f"{ALICE}, {BOB}" in groups
+    assert f"[&#x27;{ALICE}&#x27;" not in groups
