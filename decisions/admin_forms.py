@@ -19,6 +19,7 @@ from decisions.policies import OPERATOR_LABELS, OPERATORS, check_condition
 
 OPERATOR_CHOICES = [("", "—")] + [(op, f"{OPERATOR_LABELS.get(op, op)} ({op})") for op in OPERATORS]
 FIELD_SUGGESTIONS = ["action", "urgency", "details.amount", "details.currency", "details.environment"]
+QUORUM_CHOICES = ["any", "all"]
 QUORUM_HELP = 'any (one approval), all (everyone asked) or a number; blank: "any"'
 
 
@@ -76,16 +77,14 @@ class RowsWidget(forms.Widget):
             )
         if kind == "quorum":
             return format_html(
-                '<input type="text" name="{}" value="{}" size="6" list="cs-quorum-choices" '
-                'placeholder="any">',
+                '<input type="text" name="{}" value="{}" size="6" list="{}-choices" placeholder="any">',
                 field,
                 text,
+                field,
             )
         if kind == "text":
             return format_html(
-                '<input type="text" name="{}" value="{}" size="24" list="cs-field-suggestions">',
-                field,
-                text,
+                '<input type="text" name="{}" value="{}" size="24" list="{}-choices">', field, text, field
             )
         options = format_html_join(
             "",
@@ -116,14 +115,25 @@ class RowsWidget(forms.Widget):
         return format_html(
             '<div class="cs-rows" id="id_{}"><table><thead><tr>{}<th></th></tr></thead>'
             "<tbody>{}</tbody></table>"
-            '<button type="button" class="cs-add-row button">{}</button>'
-            '<datalist id="cs-field-suggestions">{}</datalist>'
-            '<datalist id="cs-quorum-choices"><option value="any"><option value="all"></datalist></div>',
+            '<button type="button" class="cs-add-row button">{}</button>{}</div>',
             name,
             heads,
             body,
             self.add_label,
-            format_html_join("", '<option value="{}">', ((s,) for s in FIELD_SUGGESTIONS)),
+            self._datalists(name),
+        )
+
+    def _datalists(self, name: str):
+        """Suggestions for the free-text columns: one list per column, shared by its rows."""
+        suggestions = {"quorum": QUORUM_CHOICES, "text": FIELD_SUGGESTIONS}
+        return format_html_join(
+            "",
+            '<datalist id="{}-{}-choices">{}</datalist>',
+            (
+                (name, key, format_html_join("", '<option value="{}">', ((s,) for s in suggestions[kind])))
+                for key, _, kind in self.columns
+                if isinstance(kind, str) and kind in suggestions
+            ),
         )
 
 
@@ -224,8 +234,25 @@ class AddressLinesField(forms.Field):
         return address_list(value or "")
 
 
+class QuorumInput(forms.TextInput):
+    """A text input that suggests any and all; a number is typed."""
+
+    def __init__(self):
+        super().__init__(attrs={"size": 6, "placeholder": "any"})
+
+    def render(self, name, value, attrs=None, renderer=None):
+        attrs = {**(attrs or {}), "list": f"{name}-choices"}
+        options = format_html_join("", '<option value="{}">', ((choice,) for choice in QUORUM_CHOICES))
+        return format_html(
+            '{}<datalist id="{}-choices">{}</datalist>',
+            super().render(name, value, attrs, renderer),
+            name,
+            options,
+        )
+
+
 class QuorumField(forms.Field):
-    widget = forms.TextInput(attrs={"size": 6, "list": "cs-quorum-choices", "placeholder": "any"})
+    widget = QuorumInput
 
     def prepare_value(self, value):
         return "" if value is None else str(value)

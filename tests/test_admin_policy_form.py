@@ -246,3 +246,21 @@ def test_approver_group_members_one_per_line(admin_client, acme):
         reverse("admin:decisions_approvergroup_change", args=[ApproverGroup.objects.get(name="ops").pk])
     )
     assert "ops@example.com\nslack:U123ABC</textarea>" in change.content.decode()
+
+
+def test_the_empty_form_offers_a_blank_row_and_suggestions(admin_client, acme):
+    page = admin_client.get(reverse("admin:decisions_policy_add")).content.decode()
+
+    # one blank row per editor, so the form works without JavaScript
+    assert page.count('name="conditions-field"') == 1
+    assert page.count('name="stages-approvers"') == 1
+    assert page.count('name="escalation-after_minutes"') == 1
+    # the operators by name, and suggestions for fields and quorums, each list once
+    assert '<option value="gte">is at least (gte)</option>' in page
+    assert page.count('<datalist id="conditions-field-choices">') == 1
+    assert '<option value="details.amount">' in page
+    assert (
+        page.count('<datalist id="quorum-choices"><option value="any"><option value="all"></datalist>') == 1
+    )
+    assert page.count('<datalist id="stages-quorum-choices">') == 1
+    assert "decisions/admin_rows.js" in page
