@@ -3,11 +3,15 @@
 What an admin types becomes exactly the JSON the policy engine reads; mistakes come back with
 a message that names the row and the problem, never Django's "Enter a valid JSON"."""
 
+from html.parser import HTMLParser
+
 import pytest
 from django.urls import reverse
+from django.utils.datastructures import MultiValueDict
 
 from decisions.models import ApproverGroup, Policy
 from decisions.services import decision_create
+from organizations.management.commands.dev_setup import DEMO_POLICIES
 from tests.conftest import ALICE, BOB, CAROL
 
 pytestmark = pytest.mark.django_db
@@ -264,3 +268,81 @@ def test_the_empty_form_offers_a_blank_row_and_suggestions(admin_client, acme):
     )
     assert page.count('<datalist id="stages-quorum-choices">') == 1
     assert "decisions/admin_rows.js" in page
+
+
+class FormFields(HTMLParser):
+    """What a browser would post for the page's main form, as it was rendered: inputs,
+    checked checkboxes, textareas and the selected option of each select."""
+
+    def __init__(self):
+        super().__init__()
+        self.data = MultiValueDict()
+        self._textarea = self._select = None
+        self._selected = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        name = attrs.get("name")
+        if tag == "input" and name and attrs.get("type") not in ("submit", "button"):
+            if attrs.get("type") != "checkbox" or "checked" in attrs:
+                self.data.appendlist(
+                    name, attrs.get("value", "on" if attrs.get("type") == "checkbox" else "")
+                )
+        elif tag == "textarea" and name:
+            self._textarea, self._text = name, ""
+        elif tag == "select" and name:
+            self._select, self._selected = name, None
+        elif tag == "option" and self._select and ("selected" in attrs or self._selected is None):
+            self._selected = attrs.get("value", "")
+
+    def handle_data(self, data):
+        if self._textarea:
+            self._text += data
+
+    def handle_endtag(self, tag):
+        if tag == "textarea" and self._textarea:
+            # a browser drops the one newline that follows <textarea>
+            self.data.appendlist(self._textarea, self._text.removeprefix("\n"))
+            self._textarea = None
+        elif tag == "select" and self._select:
+            self.data.appendlist(self._select, self._selected or "")
+            self._select = None
+
+
+MULTI_STAGE = {
+    "name": "two-stages",
+    "conditions": [
+        {"field": "urgency", "op": "gte", "value": "high"},
+        {"field": "details.env", "op": "in", "value": ["prod", "staging"]},
+        {"field": "details.code", "op": "eq", "value": "007"},
+        {"field": "details.zip", "op": "ne", "value": "500"},
+        {"field": "details.ratio", "op": "lt", "value": 0.5},
+        {"field": "details.flag", "op": "exists", "value": True},
+    ],
+    "action": Policy.Action.ROUTE,
+    "stages": [
+        {"approvers": ["group:finance"], "quorum": "all"},
+        {"approvers": [CAROL, DAVE], "quorum": 2},
+    ],
+    "timeout_minutes": 90.5,
+    "escalation": [{"after_minutes": 7.5, "approvers": ["slack:#ops"]}],
+    "override": True,
+}
+
+
+@pytest.mark.parametrize("rule", [*DEMO_POLICIES, MULTI_STAGE], ids=lambda rule: rule["name"])
+def test_saving_a_rule_as_its_page_shows_it_changes_nothing(admin_client, acme, finance, rule):
+    # given a rule written straight into the table (as dev_setup and older admins did)
+    policy = Policy.objects.create(organization=acme, position=3, **rule)
+    url = reverse("admin:decisions_policy_change", args=[policy.pk])
+    before = {field.name: getattr(policy, field.name) for field in Policy._meta.fields}
+
+    # when the admin opens its page and saves it untouched
+    parser = FormFields()
+    parser.feed(admin_client.get(url).content.decode())
+    response = admin_client.post(url, {name: parser.data.getlist(name) for name in parser.data})
+
+    # then it is stored exactly as it was
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    policy.refresh_from_db()
+    assert {field.name: getattr(policy, field.name) for field in Policy._meta.fields} == before
