@@ -23,6 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 DESKTOP = {"width": 1440, "height": 900}
 PASSWORD = "correct horse battery staple"
+WIDER_THAN_THE_WINDOW = "document.documentElement.scrollWidth > document.documentElement.clientWidth"
 # How many lines a cell's text takes: the distinct tops of its line boxes.
 LINES = """cell => {
   const range = document.createRange();
@@ -58,8 +59,9 @@ def page(browser):
 
 @pytest.fixture
 def acme_world(acme_key, settings):
-    """Acme's finance group, a rule that approves small refunds, a few decisions (one approved
-    by alice with a note) and an operator, olivia, who may use the admin."""
+    """Acme's finance group, a rule that approves small refunds and one that sends the others to
+    finance, a few decisions (a refund routed by that rule and approved by alice with a note)
+    and an operator, olivia, who may use the admin."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     acme = acme_key[0].organization
     ApproverGroup.objects.create(organization=acme, name="finance", members=[ALICE, BOB])
@@ -70,14 +72,22 @@ def acme_world(acme_key, settings):
         action="approve",
         conditions=[{"field": "details.amount", "op": "lt", "value": 50}],
     )
+    Policy.objects.create(
+        organization=acme,
+        name="refunds",
+        position=5,
+        action="route",
+        conditions=[{"field": "action", "op": "contains", "value": "refund"}],
+        approvers=["group:finance"],
+        timeout_minutes=60,
+        escalation=[{"after_minutes": 30, "approvers": [CAROL]}],
+    )
     for action in ["Deploy release 4.2 to production", "Rotate the payments API key"]:
         decision_create(api_key=acme_key[0], action=action, stages=[{"approvers": [BOB], "quorum": "any"}])
     refund, _ = decision_create(
         api_key=acme_key[0],
         action="Refund $900 to order #1042",
         details={"amount": 900, "currency": "EUR", "customer": "Ada Lovelace"},
-        stages=[{"approvers": ["group:finance"], "quorum": "any"}],
-        escalation=[{"after_minutes": 30, "approvers": [CAROL]}],
     )
     request = refund.requests.get(address=ALICE)
     refund = decision_answer(request_id=request.pk, choice="approve", note="Invoice checked.", via="email")
@@ -153,6 +163,7 @@ def test_an_operator_writes_a_policy_previews_it_and_reads_the_decisions(acme_wo
     expect(result.get_by_text("✗ details.amount is less than 50")).to_be_visible()
     expect(result.get_by_text("✓ details.currency is one of")).to_be_visible()
     expect(result.get_by_text(f"{ALICE} by email (group:finance)")).to_be_visible()
+    expect(result.get_by_text("1 later rule not tried")).to_be_visible()
     _screenshot(page, "admin-preview.png")
 
     # The approved refund's page: readable fields, times with their zone.
@@ -160,7 +171,10 @@ def test_an_operator_writes_a_policy_previews_it_and_reads_the_decisions(acme_wo
     expect(page.get_by_role("cell", name="Ada Lovelace").first).to_be_visible()
     expect(page.get_by_role("cell", name="Invoice checked.").first).to_be_visible()
     expect(page.locator(".field-created_at .readonly")).to_contain_text(" UTC")
+    expect(page.get_by_role("link", name="refunds (route)")).to_be_visible()
+    expect(page.get_by_text("group:finance (quorum: any)")).to_be_visible()
     expect(page.get_by_role("heading", name="Audit trail")).to_be_visible()
+    assert page.evaluate(WIDER_THAN_THE_WINDOW) is False, "the decision page scrolls sideways"
     _screenshot(page, "admin-decision.png")
 
     # The decision list, the navigation sidebar folded away (Django remembers it): every column
