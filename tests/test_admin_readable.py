@@ -128,3 +128,23 @@ def test_the_lists_of_rules_and_groups_read_as_sentences(admin_client, refund):
     assert "details.amount is at least 500" in rules
     assert f"{ALICE}, {BOB}" in groups
     assert f"[&#x27;{ALICE}&#x27;" not in groups
+
+
+def test_reminder_points_are_typed_as_percentages_not_json(admin_client, acme):
+    url = reverse("admin:organizations_organization_change", args=[acme.pk])
+    form = {"slug": "acme", "name": "Acme Corp", "default_timeout_minutes": "60"}
+
+    shown = admin_client.get(url).content.decode()
+    saved = admin_client.post(url, {**form, "reminder_points": "25%, 0.75, 90%"})
+    refused = admin_client.post(url, {**form, "reminder_points": "half"})
+    out_of_range = admin_client.post(url, {**form, "reminder_points": "150%"})
+
+    assert 'value="50%, 90%"' in shown  # the default, [0.5, 0.9]
+    assert saved.status_code == 302
+    acme.refresh_from_db()
+    assert acme.reminder_points == [0.25, 0.75, 0.9]
+    assert "&#x27;half&#x27;: give each point as a percentage of the wait (50%) or a fraction (0.5)." in (
+        refused.content.decode()
+    )
+    assert "A list of fractions between 0 and 1" in out_of_range.content.decode()
+    assert "Enter a valid JSON" not in refused.content.decode()
