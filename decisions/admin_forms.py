@@ -38,7 +38,8 @@ class RowsWidget(forms.Widget):
     works without JavaScript too; blank rows are dropped."""
 
     def __init__(self, columns: list[tuple[str, str, object]], add_label: str):
-        # columns: (key, heading, kind) where kind is "text", "number", "lines", "quorum" or choices
+        # columns: (key, heading, kind): kind is "field" (a condition's field, with suggestions),
+        # "text", "number", "lines" (one item per line), "quorum", or a list of choices
         super().__init__()
         self.columns = columns
         self.add_label = add_label
@@ -82,10 +83,12 @@ class RowsWidget(forms.Widget):
                 text,
                 field,
             )
-        if kind == "text":
+        if kind == "field":
             return format_html(
                 '<input type="text" name="{}" value="{}" size="24" list="{}-choices">', field, text, field
             )
+        if kind == "text":
+            return format_html('<input type="text" name="{}" value="{}" size="24">', field, text)
         options = format_html_join(
             "",
             '<option value="{}"{}>{}</option>',
@@ -125,7 +128,7 @@ class RowsWidget(forms.Widget):
 
     def _datalists(self, name: str):
         """Suggestions for the free-text columns: one list per column, shared by its rows."""
-        suggestions = {"quorum": QUORUM_CHOICES, "text": FIELD_SUGGESTIONS}
+        suggestions = {"quorum": QUORUM_CHOICES, "field": FIELD_SUGGESTIONS}
         return format_html_join(
             "",
             '<datalist id="{}-{}-choices">{}</datalist>',
@@ -296,7 +299,7 @@ class ConditionsField(RowsField):
 
     def __init__(self, **kwargs):
         columns = [
-            ("field", "Field", "text"),
+            ("field", "Field", "field"),
             ("op", "Operator", OPERATOR_CHOICES),
             ("value", "Value", "text"),
         ]

@@ -262,6 +262,7 @@ def test_the_empty_form_offers_a_blank_row_and_suggestions(admin_client, acme):
     # the operators by name, and suggestions for fields and quorums, each list once
     assert '<option value="gte">is at least (gte)</option>' in page
     assert page.count('<datalist id="conditions-field-choices">') == 1
+    assert 'list="conditions-value-choices"' not in page  # values are the admin's own
     assert '<option value="details.amount">' in page
     assert (
         page.count('<datalist id="quorum-choices"><option value="any"><option value="all"></datalist>') == 1
