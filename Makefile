@@ -3,7 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install dev test lint typecheck format bench bench-callbacks bench-clock bench-export bench-api bench-audit
+
+.PHONY: install dev test lint typecheck format screenshots-admin bench bench-callbacks bench-clock bench-export bench-api bench-audit
 
 $(INSTALLED): pyproject.toml sdk/python/pyproject.toml
 	python3 -m venv $(VENV)
@@ -38,6 +39,11 @@ typecheck: install
 format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# The admin screenshots docs/ADMIN.md shows (docs/screenshots/admin-*.png), taken by the browser
+# test that checks those pages. Needs what the tests need (PostgreSQL, Redis) and /usr/bin/chromium.
+screenshots-admin: install
+	SCREENSHOTS_DIR=docs/screenshots $(VENV)/bin/pytest -q -p no:cacheprovider tests/test_browser_admin.py
 
 # Figures, not pass/fail: needs PostgreSQL and Redis on 127.0.0.1 (as CI has), and hey and
 # pgbench for the API benchmark. About ten minutes; docs/BENCHMARKS.md keeps the results.

@@ -208,6 +208,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
+# The admin shows times as "2 Dec 2026, 14:03 UTC": 24-hour and with their zone.
+FORMAT_MODULE_PATH = ["broker.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"

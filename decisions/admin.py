@@ -2,13 +2,27 @@ from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from audit.decision_export import decision_rows_csv
 from audit.export import csv_download
 from audit.models import AuditEvent
+from decisions.admin_display import (
+    details_table,
+    escalation_list,
+    minutes_list,
+    outcome_table,
+    payload_lines,
+    policy_link,
+    stages_list,
+    when_short,
+)
+from decisions.admin_forms import ApproverGroupForm, PolicyForm, PolicyPreviewForm
 from decisions.models import ApprovalRequest, ApproverGroup, Decision, Policy, Status, Via
+from decisions.policies import condition_text
+from decisions.policy_preview import policy_preview
 from decisions.services import AlreadyResolved, decision_cancel
 from notifications.models import Delivery
 from notifications.services import delivery_redeliver
@@ -56,10 +70,14 @@ class AnswerInline(ReadOnlyInline):
         "choice",
         "text",
         "note",
-        "edited_details",
+        "edited_details_table",
     ]
     readonly_fields = fields
     ordering = ["answered_at", "pk"]
+
+    @admin.display(description="edited details")
+    def edited_details_table(self, request: ApprovalRequest):
+        return details_table(request.edited_details) if request.edited_details is not None else "not edited"
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(answered_at__isnull=False)
@@ -75,7 +93,7 @@ class DeliveryInline(ReadOnlyInline):
 class AuditEventInline(ReadOnlyInline):
     model = AuditEvent
     verbose_name_plural = "audit trail"
-    fields = ["seq", "created_at", "event", "actor", "channel", "payload"]
+    fields = ["seq", "created_at", "event", "actor", "channel", "payload_lines"]
     readonly_fields = fields
     ordering = ["pk"]  # the order they were written in; the sealer keeps it
 
@@ -86,57 +104,132 @@ class AuditEventInline(ReadOnlyInline):
     def seq(self, event: AuditEvent):
         return event.link.seq if hasattr(event, "link") else "unsealed"
 
+    @admin.display(description="payload")
+    def payload_lines(self, event: AuditEvent):
+        return payload_lines(event.payload)
+
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
 
 @admin.register(Decision)
 class DecisionAdmin(admin.ModelAdmin):
-    list_display = [
-        "id",
-        "organization",
-        "action",
-        "status",
-        "urgency",
-        "created_at",
-        "expires_at",
-        "resolved_at",
-    ]
+    # Short columns that stay on one line, and the action, which wraps (decisions/admin.css).
+    list_display = ["id", "action", "status", "urgency", "organization", "created", "resolved"]
     list_filter = ["status", "urgency", "created_at", "resolved_at", "organization"]
     search_fields = ["=id", "action", "requests__address"]
     search_help_text = "a decision id (exact), part of the action, or an approver's address"
     list_select_related = ["organization"]
     date_hierarchy = "created_at"
     ordering = ["-created_at"]
+    fieldsets = [
+        (None, {"fields": ["id", "organization", "status", "action", "context", "details_table", "urgency"]}),
+        ("Outcome", {"fields": ["outcome_table", "resolved_at"]}),
+        (
+            "Routing",
+            {
+                "fields": [
+                    "policy_link",
+                    "stages_list",
+                    "escalation_list",
+                    "reminders_list",
+                    "on_timeout",
+                    "created_at",
+                    "expires_at",
+                ]
+            },
+        ),
+        (
+            "As the agent sent it",
+            {
+                "fields": [
+                    "options_list",
+                    "response_type",
+                    "allow_edit",
+                    "callback_url",
+                    "metadata_table",
+                    "action_hash",
+                ],
+                "classes": ["collapse"],
+            },
+        ),
+    ]
     readonly_fields = [
         "id",
         "organization",
         "status",
         "action",
         "context",
-        "details",
-        "options",
-        "response_type",
-        "allow_edit",
+        "details_table",
         "urgency",
-        "stages",
-        "current_stage",
-        "escalation",
-        "escalation_repeat",
-        "reminders",
+        "outcome_table",
+        "resolved_at",
+        "policy_link",
+        "stages_list",
+        "escalation_list",
+        "reminders_list",
         "on_timeout",
-        "policy",
-        "callback_url",
-        "metadata",
-        "action_hash",
-        "outcome",
         "created_at",
         "expires_at",
-        "resolved_at",
+        "options_list",
+        "response_type",
+        "allow_edit",
+        "callback_url",
+        "metadata_table",
+        "action_hash",
     ]
-    fields = readonly_fields
     inlines = [ApprovalRequestInline, AnswerInline, DeliveryInline, AuditEventInline]
     actions = ["cancel", "redeliver_callback"]
+
+    class Media:
+        css = {"all": ["decisions/admin.css"]}
+
+    def get_list_display(self, request):
+        if Organization.objects.count() > 1:
+            return self.list_display
+        return [column for column in self.list_display if column != "organization"]  # room for the rest
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, decision: Decision):
+        return when_short(decision.created_at)
+
+    @admin.display(description="resolved", ordering="resolved_at")
+    def resolved(self, decision: Decision):
+        if decision.resolved_at is None:
+            return format_html('<span class="cs-quiet">expires {}</span>', when_short(decision.expires_at))
+        return when_short(decision.resolved_at)
+
+    @admin.display(description="details")
+    def details_table(self, decision: Decision):
+        return details_table(decision.details)
+
+    @admin.display(description="outcome")
+    def outcome_table(self, decision: Decision):
+        return outcome_table(decision.outcome)
+
+    @admin.display(description="policy rule")
+    def policy_link(self, decision: Decision):
+        return policy_link(decision.policy, decision.organization_id)
+
+    @admin.display(description="stages")
+    def stages_list(self, decision: Decision):
+        return stages_list(decision.stages, decision.current_stage)
+
+    @admin.display(description="escalation")
+    def escalation_list(self, decision: Decision):
+        return escalation_list(decision.escalation, decision.escalation_repeat)
+
+    @admin.display(description="reminders")
+    def reminders_list(self, decision: Decision):
+        return minutes_list(decision.reminders)
+
+    @admin.display(description="options")
+    def options_list(self, decision: Decision):
+        return ", ".join(decision.options)
+
+    @admin.display(description="metadata")
+    def metadata_table(self, decision: Decision):
+        return details_table(decision.metadata)
 
     def has_add_permission(self, request) -> bool:
         return False  # decisions come from agents through the API
@@ -263,9 +356,17 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
 
 @admin.register(ApproverGroup)
 class ApproverGroupAdmin(admin.ModelAdmin):
-    list_display = ["name", "organization", "members"]
+    """Who is asked: `group:<name>` in a policy or an agent's request asks every member.
+    Not to be confused with Django's Groups (Authentication), which say who may use this admin."""
+
+    form = ApproverGroupForm
+    list_display = ["name", "organization", "member_list"]
     list_filter = ["organization"]
     search_fields = ["name", "members"]
+
+    @admin.display(description="members")
+    def member_list(self, group: ApproverGroup):
+        return ", ".join(group.members)
 
 
 @admin.register(Policy)
@@ -273,8 +374,67 @@ class PolicyAdmin(admin.ModelAdmin):
     """Rules are validated on save (Policy.clean): conditions are well-formed data and the
     routing passes the same checks as an agent's request."""
 
-    list_display = ["name", "organization", "position", "enabled", "action", "override"]
+    form = PolicyForm
+    fieldsets = [
+        (None, {"fields": ["organization", "name", "position", "enabled"]}),
+        ("When", {"fields": ["conditions"]}),
+        ("Then", {"fields": ["action"]}),
+        (
+            "Routing (for “route to approvers”)",
+            {
+                "fields": [
+                    "approvers",
+                    "quorum",
+                    "stages",
+                    "timeout_minutes",
+                    "urgency",
+                    "escalation",
+                    "override",
+                ],
+                "description": "Fills in what the agent left out; with “override”, replaces what it sent.",
+            },
+        ),
+    ]
+    list_display = ["name", "organization", "position", "enabled", "when", "action", "override"]
     list_editable = ["position", "enabled"]
     list_filter = ["organization", "action", "enabled"]
     search_fields = ["name"]
     ordering = ["organization", "position", "pk"]
+
+    @admin.display(description="when")
+    def when(self, policy: Policy):
+        if not policy.conditions:
+            return "always"
+        return " and ".join(condition_text(c) for c in policy.conditions if isinstance(c, dict))
+
+    def get_urls(self):
+        preview = self.admin_site.admin_view(self.preview_view)
+        return [path("preview/", preview, name="decisions_policy_preview"), *super().get_urls()]
+
+    def preview_view(self, request):
+        """Which rule would match a decision, and the routing the create would apply, without
+        creating anything (decisions/policy_preview.py). Who may view the rules may use it."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        organizations = Organization.objects.order_by("slug")
+        form = PolicyPreviewForm(request.GET or None, organizations=organizations)
+        preview = None
+        if form.is_bound and form.is_valid():
+            data = form.cleaned_data
+            preview = policy_preview(
+                organization=data["organization"],
+                action=data["action"],
+                urgency=data["urgency"],
+                details=data["details"],
+                approvers=data["approvers"] or None,
+                timeout_minutes=data["timeout_minutes"],
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Which rule would match this decision?",
+            "opts": self.model._meta,
+            "form": form,
+            "preview": preview,
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "admin/decisions/policy/preview.html", context)

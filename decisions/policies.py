@@ -5,6 +5,7 @@ of OPERATORS. A value of the wrong type simply does not match (an amount of "12"
 `urgency` compares by rank (low < normal < high < critical).
 """
 
+import json
 import re
 
 URGENCY_RANK = {"low": 0, "normal": 1, "high": 2, "critical": 3}
@@ -34,6 +35,20 @@ OPERATORS = {
         isinstance(left, str) and isinstance(right, str) and left.startswith(right)
     ),
     "exists": lambda left, right: (left is not _MISSING) == bool(right),
+}
+# How each operator reads to a person (the admin's form and its preview).
+OPERATOR_LABELS = {
+    "eq": "equals",
+    "ne": "does not equal",
+    "lt": "is less than",
+    "lte": "is at most",
+    "gt": "is more than",
+    "gte": "is at least",
+    "in": "is one of",
+    "not_in": "is none of",
+    "contains": "contains (any case)",
+    "startswith": "starts with",
+    "exists": "exists (true) / is absent (false)",
 }
 _FIELD = re.compile(r"^(action|urgency|details(\.[^.\s]{1,64}){1,5})$")
 
@@ -80,3 +95,9 @@ def conditions_hold(conditions: list[dict], *, action: str, urgency: str, detail
         if not OPERATORS[op](actual, value):
             return False
     return True
+
+
+def condition_text(condition: dict) -> str:
+    """A condition as a person reads it: details.amount is at least 500."""
+    label = OPERATOR_LABELS.get(condition["op"], condition["op"])
+    return f"{condition['field']} {label} {json.dumps(condition['value'], ensure_ascii=False)}"

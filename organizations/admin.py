@@ -28,9 +28,53 @@ class ApiKeyCreateForm(forms.Form):
     )
 
 
+class ReminderPointsField(forms.Field):
+    """Reminder points typed as percentages of the wait ("50%, 90%") or fractions ("0.5, 0.9"),
+    stored as the list of fractions the clock reads. Organization.clean checks the range."""
+
+    widget = forms.TextInput(attrs={"size": 20, "placeholder": "50%, 90%"})
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return ", ".join(
+                f"{point * 100:g}%" if isinstance(point, int | float) else str(point) for point in value
+            )
+        return value
+
+    def to_python(self, value):
+        if isinstance(value, list):
+            return value
+        points = []
+        for text in (value or "").replace(";", ",").split(","):
+            text = text.strip()
+            if not text:
+                continue
+            try:
+                point = float(text.removesuffix("%")) / 100 if text.endswith("%") else float(text)
+            except ValueError:
+                raise forms.ValidationError(
+                    f"{text!r}: give each point as a percentage of the wait (50%) or a fraction (0.5)."
+                ) from None
+            points.append(round(point, 6))
+        return points
+
+
+class OrganizationForm(forms.ModelForm):
+    reminder_points = ReminderPointsField(
+        required=False,
+        help_text="When approvers who have not answered are reminded, as parts of the wait: "
+        "50%, 90% reminds them halfway and near the end. Blank: no reminders.",
+    )
+
+    class Meta:
+        model = Organization
+        fields = ["slug", "name", "default_timeout_minutes", "reminder_points"]
+
+
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "default_timeout_minutes", "reminder_points", "created_at", "report_link"]
+    form = OrganizationForm
+    list_display = ["slug", "name", "default_timeout_minutes", "reminders", "created_at", "report_link"]
     search_fields = ["slug", "name"]
     actions = ["create_api_key", "rotate_webhook_secret"]
 
@@ -49,6 +93,13 @@ class OrganizationAdmin(admin.ModelAdmin):
 
     def has_rotate_permission(self, request) -> bool:
         return request.user.has_perm("organizations.add_webhooksecret")
+
+    @admin.display(description="reminders")
+    def reminders(self, organization: Organization):
+        return (
+            OrganizationForm.base_fields["reminder_points"].prepare_value(organization.reminder_points)
+            or "none"
+        )
 
     @admin.display(description="report")
     def report_link(self, organization: Organization):

@@ -9,7 +9,7 @@ below are the package's public surface: import them from `decisions.services`.
 from decisions.services.answer import MAX_NOTE_LENGTH, MAX_TEXT_LENGTH, decision_answer
 from decisions.services.asking import ask, asked_entries
 from decisions.services.cancel import decision_cancel
-from decisions.services.create import decision_create
+from decisions.services.create import Route, decision_create, decision_route, decision_route_recipients
 from decisions.services.errors import AlreadyAnswered, AlreadyResolved, DeadlinePassed, IdempotencyConflict
 from decisions.services.fingerprints import action_hash, request_fingerprint
 from decisions.services.link_views import (
@@ -30,6 +30,7 @@ __all__ = [
     "DeadlinePassed",
     "DecisionSpec",
     "IdempotencyConflict",
+    "Route",
     "action_hash",
     "approval_link_viewed",
     "ask",
@@ -38,6 +39,8 @@ __all__ = [
     "decision_cancel",
     "decision_create",
     "decision_expire",
+    "decision_route",
+    "decision_route_recipients",
     "decision_tick",
     "expire",
     "fire_due",

@@ -1,6 +1,7 @@
 """Creating a decision: a policy rule may decide it at once or route it; else its first stage is asked."""
 
 import copy
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
@@ -176,46 +177,106 @@ def _routed_by(rule: Policy, explicit: frozenset[str], **routing) -> dict:
     return routing
 
 
+@dataclass(frozen=True)
+class Route:
+    """What the organization's rules make of a request: the first enabled rule whose conditions
+    all hold (or None), and the routing after it. A rule that approves or denies at once leaves
+    the routing as the agent sent it."""
+
+    rule: Policy | None
+    stages: list[dict] | None
+    urgency: str
+    timeout_minutes: float | None
+    escalation: list[dict]
+
+    @property
+    def decides(self) -> bool:
+        return self.rule is not None and self.rule.action != Policy.Action.ROUTE
+
+
+def decision_route(
+    *,
+    rules,
+    action: str,
+    details: dict,
+    stages: list[dict] | None,
+    quorum,
+    urgency: str,
+    timeout_minutes: float | None,
+    escalation: list[dict],
+    explicit: frozenset[str],
+) -> Route:
+    """The routing a create applies, from the rules in the order they are tried. Reads and
+    stores nothing: the create path and the admin's preview both call it."""
+    rule = _matching_rule(rules, action=action, urgency=urgency, details=details)
+    if rule is None or rule.action != Policy.Action.ROUTE:
+        return Route(rule, stages, urgency, timeout_minutes, escalation)
+    routed = _routed_by(
+        rule,
+        explicit,
+        stages=stages,
+        quorum=quorum,
+        urgency=urgency,
+        timeout_minutes=timeout_minutes,
+        escalation=escalation,
+    )
+    return Route(rule, routed["stages"], routed["urgency"], routed["timeout_minutes"], routed["escalation"])
+
+
+def decision_route_recipients(
+    *, organization, route: Route, explicit: frozenset[str], dm_email_approvers: bool | None = None
+) -> tuple[float, list]:
+    """(timeout_minutes, who is asked first) for a routed request: the organization's default
+    timeout when none is set. Raises InvalidInput as the create does: nobody to ask, unknown
+    groups, a quorum larger than the approvers, escalation at or after the timeout."""
+    if not route.stages:
+        raise InvalidInput(
+            "Nobody to ask: name approvers, or add a policy rule that routes this decision.",
+            fields={"approvers": ["Name at least one approver (approver, approvers or stages)."]},
+        )
+    timeout_minutes = route.timeout_minutes or organization.default_timeout_minutes
+    recipients = _check_routing(
+        organization.pk,
+        route.stages,
+        route.escalation,
+        timeout_minutes,
+        as_stages="stages" in explicit or len(route.stages) > 1,
+        dm_email_approvers=dm_email_approvers,
+    )
+    return timeout_minutes, recipients
+
+
 def _create(*, api_key: ApiKey, spec: DecisionSpec, stored: dict) -> Decision:
-    action, details, urgency = spec.action, spec.details, spec.urgency
-    stages, escalation, timeout_minutes = spec.stages, spec.escalation, spec.timeout_minutes
+    action, details = spec.action, spec.details
     organization = api_key.organization
     settings = create_settings(organization)
-    rule = _matching_rule(settings.rules, action=action, urgency=urgency, details=details)
-    if rule is not None and rule.action != Policy.Action.ROUTE:
+    route = decision_route(
+        rules=settings.rules,
+        action=action,
+        details=details,
+        stages=spec.stages,
+        quorum=spec.quorum,
+        urgency=spec.urgency,
+        timeout_minutes=spec.timeout_minutes,
+        escalation=spec.escalation,
+        explicit=spec.explicit,
+    )
+    rule = route.rule
+    if route.decides:
         return _create_decided_by_rule(
             rule,
             api_key=api_key,
             action=action,
             details=details,
-            urgency=urgency,
-            timeout_minutes=timeout_minutes or organization.default_timeout_minutes,
+            urgency=spec.urgency,
+            timeout_minutes=spec.timeout_minutes or organization.default_timeout_minutes,
             **stored,
         )
-    if rule is not None:
-        routed = _routed_by(
-            rule,
-            spec.explicit,
-            stages=stages,
-            quorum=spec.quorum,
-            urgency=urgency,
-            timeout_minutes=timeout_minutes,
-            escalation=escalation,
-        )
-        stages, urgency = routed["stages"], routed["urgency"]
-        timeout_minutes, escalation = routed["timeout_minutes"], routed["escalation"]
-    if not stages:
-        raise InvalidInput(
-            "Nobody to ask: name approvers, or add a policy rule that routes this decision.",
-            fields={"approvers": ["Name at least one approver (approver, approvers or stages)."]},
-        )
-    timeout_minutes = timeout_minutes or organization.default_timeout_minutes
-    recipients = _check_routing(
-        organization.pk,
-        stages,
-        escalation,
-        timeout_minutes,
-        as_stages="stages" in spec.explicit or len(stages) > 1,
+    stages, urgency, escalation = route.stages, route.urgency, route.escalation
+    timeout_minutes, recipients = decision_route_recipients(
+        organization=organization,
+        route=route,
+        explicit=spec.explicit,
         dm_email_approvers=settings.dm_email_approvers,
     )
     reminders = spec.reminders
