@@ -7,6 +7,7 @@ import io
 import re
 from types import SimpleNamespace
 
+import factory
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
@@ -23,6 +24,7 @@ from notifications.models import Delivery
 from organizations.models import ApiKey, WebhookSecret
 from organizations.services import webhook_secret_current
 from tests.conftest import ALICE, BOB, client_for
+from tests.factories import DecisionFactory
 from tests.helpers import seal
 
 # The audit pages export and verify the sealed trail, and sealing links only committed events.
@@ -31,17 +33,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 CALLBACK_URL = "https://agent.example.com/hooks/countersign"
 
 
-def ask(api_key, action: str = "Refund order #1042", **fields):
-    decision, _ = decision_create(
-        api_key=api_key,
-        spec=DecisionSpec(
-            action=action,
-            details={"amount": 120},
-            stages=[{"approvers": [ALICE, BOB], "quorum": "any"}],
-            **fields,
-        ),
-    )
-    return decision
+class Refund(DecisionFactory):
+    details = factory.Dict({"amount": 120})
+
+    class Params:
+        approvers = (ALICE, BOB)
 
 
 def approve(decision, address: str = ALICE, note: str = "fine"):
@@ -73,8 +69,8 @@ def world(acme_key):
         action=Policy.Action.APPROVE,
         conditions=[{"field": "details.amount", "op": "lt", "value": 50}],
     )
-    approved = approve(ask(acme_key[0], "Refund order #1042", callback_url=CALLBACK_URL))
-    pending = ask(acme_key[0], "Deploy release 4.2")
+    approved = approve(Refund(api_key=acme_key[0], action="Refund order #1042", callback_url=CALLBACK_URL))
+    pending = Refund(api_key=acme_key[0], action="Deploy release 4.2")
     seal()
     return SimpleNamespace(
         acme=acme,

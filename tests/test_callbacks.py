@@ -38,6 +38,7 @@ from notifications.services import MAX_ATTEMPTS, delivery_attempt, delivery_rede
 from organizations.models import WebhookSecret
 from organizations.services import ROTATION_OVERLAP, webhook_secret_current
 from tests.conftest import ALICE
+from tests.factories import DecisionFactory
 from tests.helpers import wait_for
 from tests.receiver import Close, Hang, Huge, Received, Redirect, Reply, receiver_fixture  # noqa: F401
 
@@ -62,15 +63,10 @@ def _no_publishing(monkeypatch):
 # --- helpers --------------------------------------------------------------------------------
 
 
-def ask_alice(acme_key, url: str, **fields) -> Decision:
-    decision, created = decision_create(
-        api_key=acme_key[0],
-        spec=DecisionSpec(
-            action=ACTION, stages=[{"approvers": [ALICE], "quorum": "any"}], callback_url=url, **fields
-        ),
-    )
-    assert created
-    return decision
+class CallbackDecision(DecisionFactory):
+    """A decision put to alice whose outcome is posted to a callback_url."""
+
+    action = ACTION
 
 
 def alice_answers(decision: Decision, choice: str, note: str = "") -> Decision:
@@ -80,7 +76,7 @@ def alice_answers(decision: Decision, choice: str, note: str = "") -> Decision:
 
 def resolved_callback(acme_key, url: str) -> Delivery:
     """A decision alice has approved, and the callback delivery it left in the outbox."""
-    decision = ask_alice(acme_key, url)
+    decision = CallbackDecision(api_key=acme_key[0], callback_url=url)
     alice_answers(decision, "approve")
     return callback_of(decision)
 
@@ -129,7 +125,7 @@ def webhook_secret(*args: str) -> list[str]:
 
 def test_alices_approval_is_posted_once_signed_with_the_decision_object(acme, acme_key, api, receiver):
     # given
-    decision = ask_alice(acme_key, receiver.url("/hook"))
+    decision = CallbackDecision(api_key=acme_key[0], callback_url=receiver.url("/hook"))
     alice_answers(decision, "approve", note="fine by me")
     delivery = callback_of(decision)
 
@@ -211,7 +207,9 @@ def test_every_way_of_resolving_sends_a_verified_callback_with_the_outcome(
     acme, acme_key, receiver, resolve, status, choice, by, via
 ):
     # given
-    decision = ask_alice(acme_key, receiver.url(), options=["approve", "deny", "ask legal"])
+    decision = CallbackDecision(
+        api_key=acme_key[0], callback_url=receiver.url(), options=["approve", "deny", "ask legal"]
+    )
 
     # when
     resolve(decision)
