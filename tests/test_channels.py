@@ -14,11 +14,11 @@ from channels import registry
 from channels.base import AnswerRefused, Channel, MessageRef, SentFacts
 from decisions.links import link_token
 from decisions.models import ApprovalRequest, Decision, Via
-from decisions.services import DecisionSpec, decision_create
 from notifications import senders
 from notifications.models import Delivery
 from notifications.services import delivery_attempt
 from tests.conftest import ALICE
+from tests.factories import DecisionFactory
 
 POSTED = MessageRef(conversation="C0FAKE", message="1700000000.000100", recipient="U0ALICE")
 
@@ -60,9 +60,7 @@ def no_publish(monkeypatch):
 
 
 def ask_alice(acme_key) -> Decision:
-    spec = DecisionSpec(action="Refund order #1042", stages=[{"approvers": [ALICE], "quorum": "any"}])
-    decision, _ = decision_create(api_key=acme_key[0], spec=spec)
-    return decision
+    return DecisionFactory(api_key=acme_key[0], approvers=[ALICE])
 
 
 def test_every_registered_channel_has_the_shape_and_is_named_by_its_key():

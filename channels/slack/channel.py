@@ -7,7 +7,7 @@ SLACK_BOT_TOKEN / SLACK_SIGNING_SECRET; SLACK_API_URL points the client elsewher
 fake Slack in tests).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.http import HttpRequest
 
@@ -101,9 +101,7 @@ class SlackChannel(Channel):
             lambda: client.chat_postMessage(channel=channel, text=message.text, blocks=message.blocks)
         )
         ref = MessageRef(conversation=response["channel"], message=response["ts"], recipient=user)
-        return SentFacts(
-            message_ref=ref, status_code=response.status_code, response_snippet=str(response.data)[:500]
-        )
+        return replace(_report(response), message_ref=ref)
 
 
 def send_slack(delivery: Delivery) -> AttemptReport | None:
