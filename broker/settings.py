@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "decisions",
     "notifications",
     "audit",
+    "portal",
 ]
 
 MIDDLEWARE = [
@@ -204,6 +205,15 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
+
+# The approver portal (/inbox): sessions from a magic link, never a password. The cookie is
+# HttpOnly and SameSite=Lax (Django's defaults), Secure whenever the service is served over https.
+SESSION_COOKIE_AGE = 14 * 24 * 3600
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PUBLIC_BASE_URL.startswith("https://")
+PORTAL_SIGN_IN_LINK_MINUTES = 15
+# Sign-in emails asked for, per address and per client IP (the same for known and unknown addresses).
+PORTAL_SIGN_IN_RATE_LIMIT = env_rate("PORTAL_SIGN_IN_RATE_LIMIT", "5/hour")
+PORTAL_SIGN_IN_IP_RATE_LIMIT = env_rate("PORTAL_SIGN_IN_IP_RATE_LIMIT", "30/hour")
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"

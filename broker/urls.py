@@ -16,6 +16,7 @@ urlpatterns = [
     path("", include("decisions.urls")),
     path("", include("audit.urls")),
     path("", include("notifications.urls")),
+    path("", include("portal.urls")),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),

@@ -1,0 +1,33 @@
+from django.db import models
+from django.utils import timezone
+
+
+class Approver(models.Model):
+    """A person who has signed in to the portal, by the email address they are asked at.
+    Approvers have no password: a magic link signs them in. Raising session_epoch signs out
+    every session they have (each session carries the epoch it was opened under)."""
+
+    address = models.CharField(max_length=320, unique=True, help_text="lower case")
+    session_epoch = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_signed_in_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.address
+
+
+class SignInLink(models.Model):
+    """One emailed sign-in link. Only the SHA-256 of its token is stored; it works once, for
+    PORTAL_SIGN_IN_LINK_MINUTES."""
+
+    address = models.CharField(max_length=320, help_text="lower case")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["address", "-created_at"], name="signin_link_address_newest")]
+
+    def __str__(self) -> str:
+        return f"sign-in link for {self.address}"

@@ -1,0 +1,181 @@
+"""Writes for the approver portal: sign-in links, sessions, and answers given on the web.
+
+Answers go through decisions.services.decision_answer with via=web, exactly as an email
+click does: the compare-and-set, the quorum, the audit event and the callback are its.
+"""
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from broker.errors import Conflict, DomainError, InvalidInput, NotFound
+from decisions import services as decision_services
+from decisions.models import ApprovalRequest, Decision, Via
+from portal.models import Approver, SignInLink
+
+MAX_BULK = 100
+BULK_CHOICES = ("approve", "deny")
+
+
+class BadSignInLink(DomainError):
+    status = 404
+    code = "bad_sign_in_link"
+
+
+class NoLongerAsked(Conflict):
+    """Put to this approver once, but their stage or escalation level has passed."""
+
+    code = "no_longer_asked"
+
+
+def normalize_address(address: str) -> str:
+    return address.strip().lower()
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def address_is_asked(address: str) -> bool:
+    """Whether anyone has ever asked this address for sign-off: only they can sign in."""
+    return ApprovalRequest.objects.filter(address__iexact=address).exists()
+
+
+@transaction.atomic
+def sign_in_link_issue(*, address: str) -> str | None:
+    """A new single-use sign-in token for the address, or None if nobody ever asked it (no
+    link is made, and the caller must not tell the difference to the person asking)."""
+    address = normalize_address(address)
+    if not address_is_asked(address):
+        return None
+    token = secrets.token_urlsafe(32)
+    now = timezone.now()
+    SignInLink.objects.create(
+        address=address,
+        token_hash=token_hash(token),
+        created_at=now,
+        expires_at=now + timedelta(minutes=settings.PORTAL_SIGN_IN_LINK_MINUTES),
+    )
+    return token
+
+
+def sign_in_link_find(*, token: str) -> SignInLink:
+    """The unused, unexpired link a token names. Raises BadSignInLink otherwise."""
+    link = SignInLink.objects.filter(token_hash=token_hash(token)).first()
+    if link is None or link.used_at is not None or link.expires_at <= timezone.now():
+        raise BadSignInLink("This sign-in link is not valid any more.")
+    return link
+
+
+@transaction.atomic
+def sign_in_link_redeem(*, token: str) -> Approver:
+    """Use a sign-in link, once: a compare-and-set on used_at, so two clicks (or a link and
+    its copy) sign in at most once. Raises BadSignInLink for an unknown, used or expired link."""
+    now = timezone.now()
+    link = sign_in_link_find(token=token)
+    won = SignInLink.objects.filter(pk=link.pk, used_at__isnull=True, expires_at__gt=now).update(used_at=now)
+    if not won:
+        raise BadSignInLink("This sign-in link is not valid any more.")
+    approver, _ = Approver.objects.get_or_create(address=link.address)
+    Approver.objects.filter(pk=approver.pk).update(last_signed_in_at=now)
+    return approver
+
+
+def approver_sign_out_everywhere(*, address: str) -> None:
+    """Every session of this approver ends at its next request (their epoch moves on)."""
+    Approver.objects.filter(address=address).update(session_epoch=F("session_epoch") + 1)
+
+
+def _my_pending_request(*, address: str, decision_id: str) -> ApprovalRequest:
+    """The approver's open request for a decision; email before Slack when asked on both.
+    Raises AlreadyResolved or AlreadyAnswered when it was put to them but waits no more, and
+    NotFound for another approver's decision, or another organization's, like a missing one."""
+    mine = ApprovalRequest.objects.filter(decision_id=decision_id, address__iexact=address)
+    request = mine.filter(state=ApprovalRequest.State.PENDING).order_by("channel", "stage").first()
+    if request is not None:
+        return request
+    asked = mine.select_related("decision").order_by("state").first()  # "answered" sorts first
+    if asked is None:
+        raise NotFound(f"No decision {decision_id} waits for your answer.")
+    if not asked.decision.is_pending:
+        raise decision_services.AlreadyResolved(asked.decision)
+    if asked.state == ApprovalRequest.State.ANSWERED:
+        raise decision_services.AlreadyAnswered(f"You have already answered decision {decision_id}.")
+    raise NoLongerAsked(f"Decision {decision_id} no longer waits for your answer.")
+
+
+def portal_answer(
+    *,
+    address: str,
+    decision_id: str,
+    choice: str = "",
+    text: str = "",
+    note: str = "",
+    ip: str = "",
+    user_agent: str = "",
+) -> Decision:
+    """Answer one decision as the signed-in approver, via web. Raises NotFound if it does not
+    wait for them, and whatever decision_answer raises (AlreadyResolved, DeadlinePassed,
+    AlreadyAnswered, InvalidInput)."""
+    request = _my_pending_request(address=address, decision_id=decision_id)
+    return decision_services.decision_answer(
+        request_id=request.pk,
+        choice=choice,
+        text=text,
+        note=note,
+        via=Via.WEB,
+        ip=ip,
+        user_agent=user_agent,
+    )
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    decision_id: str
+    ok: bool
+    message: str
+
+
+def portal_answer_many(
+    *, address: str, decision_ids: list[str], choice: str, note: str = "", ip: str = "", user_agent: str = ""
+) -> list[BulkResult]:
+    """Approve or deny several decisions with one note. Each is its own answer, in its own
+    transaction, audited on its own: one that was settled meanwhile fails alone. Raises
+    InvalidInput (nothing answered) for an empty or oversized selection, another choice, or a
+    note too long."""
+    ids = list(dict.fromkeys(decision_ids))  # a double-submitted id is answered once
+    if choice not in BULK_CHOICES:
+        raise InvalidInput("Choose approve or deny.", fields={"choice": ["approve or deny"]})
+    if not ids:
+        raise InvalidInput("Select at least one decision.", fields={"decision": ["select at least one"]})
+    if len(ids) > MAX_BULK:
+        raise InvalidInput(
+            f"Select at most {MAX_BULK} decisions at once.", fields={"decision": [f"at most {MAX_BULK}"]}
+        )
+    if len(note) > decision_services.MAX_NOTE_LENGTH:
+        raise InvalidInput(
+            "The note is too long.",
+            fields={"note": [f"at most {decision_services.MAX_NOTE_LENGTH} characters"]},
+        )
+    results = []
+    for decision_id in ids:
+        try:
+            decision = portal_answer(
+                address=address,
+                decision_id=decision_id,
+                choice=choice,
+                note=note,
+                ip=ip,
+                user_agent=user_agent,
+            )
+        except (Conflict, NotFound, InvalidInput) as exc:
+            results.append(BulkResult(decision_id, False, exc.message))
+        else:
+            results.append(BulkResult(decision_id, True, decision.action))
+    return results

@@ -1,0 +1,15 @@
+from django.urls import path
+
+from portal import views
+
+urlpatterns = [
+    path("inbox", views.inbox, name="portal-inbox"),
+    path("inbox/sign-in", views.sign_in_request, name="portal-sign-in"),
+    path("inbox/sign-in/<str:token>", views.sign_in_link, name="portal-sign-in-link"),
+    path("inbox/sign-out", views.sign_out, name="portal-sign-out"),
+    path("inbox/sign-out-everywhere", views.sign_out_everywhere, name="portal-sign-out-everywhere"),
+    path("inbox/history", views.history, name="portal-history"),
+    path("inbox/bulk", views.bulk_answer, name="portal-bulk"),
+    path("inbox/<decision_id:decision_id>", views.decision_page, name="portal-decision"),
+    path("inbox/<decision_id:decision_id>/answer", views.answer, name="portal-answer"),
+]

@@ -1,0 +1,274 @@
+"""The approver portal at /inbox: server-rendered pages, signed in by a magic link.
+
+Thin views: read the form, call a service or selector, render. Every page is private to the
+signed-in approver (no-store, no Referer, not indexed), and every decision read or answered is
+found through that approver's own requests.
+"""
+
+import logging
+import math
+from functools import wraps
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from broker.errors import Conflict, InvalidInput, NotFound
+from decisions import services as decision_services
+from decisions.display import BUTTON_COLOURS, OTHER_BUTTON_COLOUR, deadline_phrase, detail_rows, option_label
+from decisions.models import ResponseType
+from portal import selectors, services
+from portal.rate_limits import sign_in_wait
+from portal.sessions import session_begin, session_end, signed_in_address
+from portal.tasks import send_sign_in_link
+
+logger = logging.getLogger(__name__)
+MAX_ADDRESS_LENGTH = 320
+
+
+def _page(request: HttpRequest, template: str, context: dict, *, status: int = 200) -> HttpResponse:
+    response = render(request, template, {"me": getattr(request, "approver", None), **context}, status=status)
+    response["Referrer-Policy"] = "no-referrer"  # a sign-in URL is a credential
+    response["Cache-Control"] = "no-store"
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    return response
+
+
+def _problem(request: HttpRequest, status: int, title: str, message: str) -> HttpResponse:
+    return _page(request, "portal/problem.html", {"title": title, "message": message}, status=status)
+
+
+def _client(request: HttpRequest) -> dict:
+    return {
+        "ip": request.META.get("REMOTE_ADDR", ""),
+        "user_agent": request.META.get("HTTP_USER_AGENT", "")[:500],
+    }
+
+
+def approver_required(view):
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        address = signed_in_address(request)
+        if address is None:
+            if request.method == "GET":
+                return redirect("portal-inbox")
+            return _problem(request, 403, "Please sign in", "Your session has ended. Sign in again.")
+        request.approver = address
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+# --- sign-in ------------------------------------------------------------------------------
+
+
+def _sign_in_form(request: HttpRequest, *, address: str = "", error: str = "", status: int = 200):
+    return _page(request, "portal/sign_in.html", {"address": address, "error": error}, status=status)
+
+
+@require_http_methods(["GET", "HEAD"])
+def inbox(request: HttpRequest) -> HttpResponse:
+    address = signed_in_address(request)
+    if address is None:
+        return _sign_in_form(request)
+    request.approver = address
+    search = request.GET.get("q", "").strip()[: selectors.MAX_SEARCH_LENGTH]
+    rows = selectors.inbox_pending(address=address, search=search)
+    return _page(request, "portal/inbox.html", {"rows": _with_display(rows), "q": search, "tab": "pending"})
+
+
+@require_POST
+def sign_in_request(request: HttpRequest) -> HttpResponse:
+    address = services.normalize_address(request.POST.get("address", ""))
+    try:
+        if len(address) > MAX_ADDRESS_LENGTH:
+            raise ValidationError("too long")
+        validate_email(address)
+    except ValidationError:
+        return _sign_in_form(
+            request,
+            address=address[:MAX_ADDRESS_LENGTH],
+            error="Enter your email address, such as alice@example.com.",
+            status=400,
+        )
+    wait = sign_in_wait(address=address, ip=_client(request)["ip"])
+    if wait is not None:
+        minutes = max(1, math.ceil(wait / 60))
+        response = _problem(
+            request,
+            429,
+            "Too many sign-in requests",
+            f"Please wait {minutes} minute{'s' * (minutes != 1)} before asking for another link.",
+        )
+        response["Retry-After"] = str(math.ceil(wait))
+        return response
+    try:
+        # The worker decides whether the address gets a link: this page is the same either way.
+        send_sign_in_link.delay(address)
+    except Exception:
+        logger.exception("could not queue a sign-in email")
+        return _problem(
+            request, 503, "Please try again", "We could not send the email just now. Try again shortly."
+        )
+    return _page(request, "portal/sign_in_sent.html", {"address": address})
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def sign_in_link(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows a Sign in button and changes nothing (mail scanners fetch links); the POST
+    uses the link, once."""
+    try:
+        if request.method != "POST":
+            services.sign_in_link_find(token=token)
+            return _page(request, "portal/sign_in_confirm.html", {})
+        approver = services.sign_in_link_redeem(token=token)
+    except services.BadSignInLink:
+        return _problem(
+            request,
+            404,
+            "This sign-in link is not valid",
+            "Sign-in links work once, for 15 minutes. Ask for a new one.",
+        )
+    session_begin(request, approver)
+    return redirect("portal-inbox")
+
+
+@require_POST
+def sign_out(request: HttpRequest) -> HttpResponse:
+    session_end(request)
+    return redirect("portal-inbox")
+
+
+@require_POST
+@approver_required
+def sign_out_everywhere(request: HttpRequest) -> HttpResponse:
+    services.approver_sign_out_everywhere(address=request.approver)
+    session_end(request)
+    return redirect("portal-inbox")
+
+
+# --- the inbox ----------------------------------------------------------------------------
+
+
+def _with_display(rows: list[selectors.InboxRow]) -> list[dict]:
+    return [
+        {
+            "row": row,
+            "deadline": deadline_phrase(row.decision.expires_at),
+            "details": detail_rows(row.decision.details)[:3],
+        }
+        for row in rows
+    ]
+
+
+def _page_number(raw: str) -> int:
+    return int(raw) if raw.isdigit() and 0 < len(raw) < 7 else 1
+
+
+@require_http_methods(["GET", "HEAD"])
+@approver_required
+def history(request: HttpRequest) -> HttpResponse:
+    search = request.GET.get("q", "").strip()[: selectors.MAX_SEARCH_LENGTH]
+    page, rows = selectors.inbox_history(
+        address=request.approver, search=search, page=_page_number(request.GET.get("page", ""))
+    )
+    return _page(
+        request,
+        "portal/history.html",
+        {"rows": _with_display(rows), "page": page, "q": search, "tab": "history"},
+    )
+
+
+def _decision_context(decision, my_request, agent: str, **extra) -> dict:
+    options = [] if decision.response_type == ResponseType.TEXT else decision.options
+    return {
+        "decision": decision,
+        "my_request": my_request,
+        "agent": agent,
+        "organization": decision.organization,
+        "details": detail_rows(decision.details),
+        "deadline": deadline_phrase(decision.expires_at),
+        "is_text": decision.response_type == ResponseType.TEXT,
+        "can_answer": decision.is_pending and my_request.state == my_request.State.PENDING,
+        "buttons": [
+            {"choice": o, "label": option_label(o), "colour": BUTTON_COLOURS.get(o, OTHER_BUTTON_COLOUR)}
+            for o in options
+        ],
+        # Only the outcome's status and time: who else answered, and what, is not this approver's.
+        "outcome": decision.outcome,
+        **extra,
+    }
+
+
+@require_http_methods(["GET", "HEAD"])
+@approver_required
+def decision_page(request: HttpRequest, decision_id: str) -> HttpResponse:
+    try:
+        decision, my_request, agent = selectors.inbox_decision(
+            address=request.approver, decision_id=decision_id
+        )
+    except NotFound as exc:
+        return _problem(request, 404, "Not found", exc.message)
+    return _page(request, "portal/decision.html", _decision_context(decision, my_request, agent))
+
+
+@require_POST
+@approver_required
+def answer(request: HttpRequest, decision_id: str) -> HttpResponse:
+    form = request.POST
+    try:
+        decision = services.portal_answer(
+            address=request.approver,
+            decision_id=decision_id,
+            choice=form.get("choice", ""),
+            text=form.get("text", ""),
+            note=form.get("note", ""),
+            **_client(request),
+        )
+    except NotFound as exc:
+        return _problem(request, 404, "Not found", exc.message)
+    except Conflict as exc:
+        return _problem(request, 409, "Already answered", exc.message)
+    except InvalidInput as exc:
+        decision, my_request, agent = selectors.inbox_decision(
+            address=request.approver, decision_id=decision_id
+        )
+        context = _decision_context(
+            decision,
+            my_request,
+            agent,
+            error=exc.message,
+            note=form.get("note", "")[: decision_services.MAX_NOTE_LENGTH],
+            text=form.get("text", "")[: decision_services.MAX_TEXT_LENGTH],
+        )
+        return _page(request, "portal/decision.html", context, status=400)
+    answered = form.get("choice") or "answered"
+    messages.success(request, f"{option_label(answered)}: {decision.action}")
+    return redirect("portal-inbox")
+
+
+@require_POST
+@approver_required
+def bulk_answer(request: HttpRequest) -> HttpResponse:
+    try:
+        results = services.portal_answer_many(
+            address=request.approver,
+            decision_ids=request.POST.getlist("decision"),
+            choice=request.POST.get("choice", ""),
+            note=request.POST.get("note", ""),
+            **_client(request),
+        )
+    except InvalidInput as exc:
+        rows = selectors.inbox_pending(address=request.approver)
+        context = {"rows": _with_display(rows), "tab": "pending", "error": exc.message}
+        return _page(request, "portal/inbox.html", context, status=400)
+    done = [r for r in results if r.ok]
+    verb = "Approved" if request.POST["choice"] == "approve" else "Denied"
+    if done:
+        messages.success(request, f"{verb} {len(done)} decision{'s' * (len(done) != 1)}.")
+    for failed in (r for r in results if not r.ok):
+        messages.error(request, f"{failed.decision_id}: {failed.message}")
+    return redirect("portal-inbox")
