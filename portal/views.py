@@ -18,7 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from broker.errors import Conflict, InvalidInput, NotFound
 from decisions import services as decision_services
-from decisions.display import BUTTON_COLOURS, OTHER_BUTTON_COLOUR, deadline_phrase, detail_rows, option_label
+from decisions.display import BUTTON_COLOURS, OTHER_BUTTON_COLOUR, detail_rows, option_label
 from decisions.models import ResponseType
 from portal import selectors, services
 from portal.rate_limits import sign_in_wait
@@ -31,7 +31,9 @@ MAX_ADDRESS_LENGTH = 320
 
 def _page(request: HttpRequest, template: str, context: dict, *, status: int = 200) -> HttpResponse:
     response = render(request, template, {"me": getattr(request, "approver", None), **context}, status=status)
-    response["Referrer-Policy"] = "no-referrer"  # a sign-in URL is a credential
+    # A sign-in URL is a credential: never sent to another site. (Not no-referrer: Chromium then
+    # sends `Origin: null` with the page's own forms, which CSRF protection rightly refuses.)
+    response["Referrer-Policy"] = "same-origin"
     response["Cache-Control"] = "no-store"
     response["X-Robots-Tag"] = "noindex, nofollow"
     return response
@@ -157,7 +159,6 @@ def _with_display(rows: list[selectors.InboxRow]) -> list[dict]:
     return [
         {
             "row": row,
-            "deadline": deadline_phrase(row.decision.expires_at),
             "details": detail_rows(row.decision.details)[:3],
         }
         for row in rows
@@ -190,7 +191,6 @@ def _decision_context(decision, my_request, agent: str, **extra) -> dict:
         "agent": agent,
         "organization": decision.organization,
         "details": detail_rows(decision.details),
-        "deadline": deadline_phrase(decision.expires_at),
         "is_text": decision.response_type == ResponseType.TEXT,
         "can_answer": decision.is_pending and my_request.state == my_request.State.PENDING,
         "buttons": [

@@ -57,6 +57,7 @@ def test_the_emailed_link_signs_in_only_by_its_post(client, mailoutbox, acme_key
     page = client.get(f"/inbox/sign-in/{token}")
     assert page.status_code == 200
     assert b">Sign in</button>" in page.content
+    assert page["Referrer-Policy"] == "same-origin"  # the link never leaks to another site
     assert b"Email address" in client.get("/inbox").content
     assert SignInLink.objects.get().used_at is None
 
