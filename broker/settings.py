@@ -211,6 +211,8 @@ USE_TZ = True
 SESSION_COOKIE_AGE = 14 * 24 * 3600
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PUBLIC_BASE_URL.startswith("https://")
 PORTAL_SIGN_IN_LINK_MINUTES = 15
+# A session this young answers decisions whose verification is `session` (signed in by a fresh link).
+PORTAL_FRESH_SIGN_IN_MINUTES = 15
 # Sign-in emails asked for, per address and per client IP (the same for known and unknown addresses).
 PORTAL_SIGN_IN_RATE_LIMIT = env_rate("PORTAL_SIGN_IN_RATE_LIMIT", "5/hour")
 PORTAL_SIGN_IN_IP_RATE_LIMIT = env_rate("PORTAL_SIGN_IN_IP_RATE_LIMIT", "30/hour")

@@ -42,6 +42,22 @@ class Via(models.TextChoices):
     POLICY = "policy"
 
 
+class Verification(models.TextChoices):
+    """How sure we must be that the approver is who answers, weakest first. `link`: whoever holds
+    their email link or Slack button. `session`: signed in to the portal by a magic link within
+    PORTAL_FRESH_SIGN_IN_MINUTES. `passkey`: in the portal, with a passkey that verified the
+    user (PIN, fingerprint, face) at the moment of answering."""
+
+    LINK = "link"
+    SESSION = "session"
+    PASSKEY = "passkey"
+
+    @classmethod
+    def satisfies(cls, verified: str, required: str) -> bool:
+        order = [cls.LINK, cls.SESSION, cls.PASSKEY]
+        return order.index(verified) >= order.index(required)
+
+
 class Channel(models.TextChoices):
     EMAIL = "email"
     SLACK = "slack"
@@ -89,6 +105,10 @@ class Decision(models.Model):
     next_due_at = models.DateTimeField(null=True, blank=True)
     policy = models.JSONField(null=True, blank=True, help_text="the policy rule that matched: name, action")
     on_timeout = models.CharField(max_length=8, choices=OnTimeout.choices, default=OnTimeout.EXPIRE)
+    # A database default too: rows inserted without it (raw SQL, older code mid-deploy) stay valid.
+    verification = models.CharField(
+        max_length=8, choices=Verification.choices, default=Verification.LINK, db_default=Verification.LINK
+    )
     callback_url = models.CharField(max_length=2000, blank=True)
     metadata = StoredJSONField(default=dict, blank=True)
     action_hash = models.CharField(max_length=64)
@@ -226,6 +246,14 @@ class Policy(models.Model):
     timeout_minutes = models.FloatField(null=True, blank=True)
     urgency = models.CharField(max_length=8, choices=Urgency.choices, blank=True)
     escalation = models.JSONField(default=list, blank=True)
+    verification = models.CharField(
+        max_length=8,
+        choices=Verification.choices,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="blank: what the agent asked",
+    )
     override = models.BooleanField(
         default=False, help_text="replace what the agent sent, not only fill in what it left out"
     )

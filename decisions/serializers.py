@@ -9,7 +9,7 @@ from rest_framework import serializers
 from broker.fields import JSONObjectField, StrictBooleanField, StrictCharField, StrictNumberField
 from broker.schema import SchemaRules
 from decisions.addresses import ADDRESS_PATTERN, MAX_ADDRESS_LENGTH, parse_address
-from decisions.models import Decision, OnTimeout, ResponseType, Status, Urgency
+from decisions.models import Decision, OnTimeout, ResponseType, Status, Urgency, Verification
 from notifications.ssrf import check_callback_url
 
 MAX_APPROVERS = 50
@@ -154,6 +154,12 @@ class DecisionCreateInput(StrictSerializer):
     urgency = serializers.ChoiceField(choices=Urgency.choices, default=Urgency.NORMAL)
     timeout_minutes = StrictNumberField(required=False, max_value=MAX_TIMEOUT_MINUTES)
     on_timeout = serializers.ChoiceField(choices=OnTimeout.choices, default=OnTimeout.EXPIRE)
+    verification = serializers.ChoiceField(
+        choices=Verification.choices,
+        default=Verification.LINK,
+        help_text="link: email or Slack answers; session: only in the portal, freshly signed in; "
+        "passkey: only in the portal, with a passkey verifying the user.",
+    )
     escalation = serializers.ListField(child=EscalationLevelInput(), max_length=10, default=list)
     escalation_repeat = serializers.IntegerField(min_value=0, max_value=10, default=0)
     reminders = serializers.ListField(
@@ -325,6 +331,7 @@ class OutcomeOutput(serializers.Serializer):
     at = serializers.DateTimeField()
     details = serializers.DictField()
     action_hash = serializers.CharField()
+    verified = serializers.CharField(allow_null=True, required=False)
 
 
 class PolicyMatchOutput(serializers.Serializer):
@@ -371,6 +378,7 @@ class DecisionOutput(serializers.ModelSerializer):
             "escalation_repeat",
             "reminders",
             "on_timeout",
+            "verification",
             "policy",
             "created_at",
             "expires_at",

@@ -18,8 +18,17 @@ from django.utils import timezone
 
 from audit.services import AuditEntry, audit_record, audit_record_many
 from broker.canonical import canonical_json
-from broker.errors import Conflict, InvalidInput
-from decisions.models import ApprovalRequest, Decision, OnTimeout, Policy, ResponseType, Status, Via
+from broker.errors import Conflict, DomainError, InvalidInput
+from decisions.models import (
+    ApprovalRequest,
+    Decision,
+    OnTimeout,
+    Policy,
+    ResponseType,
+    Status,
+    Verification,
+    Via,
+)
 from decisions.policies import conditions_hold
 from decisions.routing import UnknownGroups, approvals_required, expand_addresses
 from decisions.schedule import build_schedule, default_reminders
@@ -49,6 +58,23 @@ class AlreadyAnswered(Conflict):
 
 class IdempotencyConflict(Conflict):
     code = "idempotency_conflict"
+
+
+class VerificationRequired(DomainError):
+    """The decision asks for more proof of who answers than this channel gives (its
+    `verification`): it is answered in the portal."""
+
+    status = 403
+    code = "verification_required"
+
+    def __init__(self, decision: Decision) -> None:
+        how = (
+            "signed in with a passkey"
+            if decision.verification == Verification.PASSKEY
+            else "freshly signed in"
+        )
+        super().__init__(f"Decision {decision.id} must be answered in the portal, {how}.")
+        self.decision = decision
 
 
 class DeadlinePassed(Conflict):
@@ -88,6 +114,7 @@ def decision_create(
     urgency: str = "normal",
     timeout_minutes: float | None = None,
     on_timeout: str = OnTimeout.EXPIRE,
+    verification: str = Verification.LINK,
     escalation: list[dict] | None = None,
     escalation_repeat: int = 0,
     reminders: list[float] | None = None,
@@ -126,6 +153,7 @@ def decision_create(
                 urgency=urgency,
                 timeout_minutes=timeout_minutes,
                 on_timeout=on_timeout,
+                verification=verification,
                 escalation=escalation or [],
                 escalation_repeat=escalation_repeat,
                 reminders=reminders,
@@ -289,6 +317,8 @@ def _create(
         )
         stages, urgency = routed["stages"], routed["urgency"]
         timeout_minutes, escalation = routed["timeout_minutes"], routed["escalation"]
+        if rule.verification and (rule.override or "verification" not in explicit):
+            fields["verification"] = rule.verification
     if not stages:
         raise InvalidInput(
             "Nobody to ask: name approvers, or add a policy rule that routes this decision.",
@@ -530,6 +560,7 @@ def _outcome(
     text=None,
     note=None,
     details=None,
+    verified=None,
 ) -> dict:
     final_details = decision.details if details is None else details
     return {
@@ -542,6 +573,8 @@ def _outcome(
         "at": _iso(at),
         "details": final_details,
         "action_hash": action_hash(decision.action, final_details),
+        # How the answering person was verified (link, session, passkey); None when nobody answered.
+        "verified": verified,
     }
 
 
@@ -652,13 +685,17 @@ def decision_answer(
     answered_by_name: str = "",
     ip: str = "",
     user_agent: str = "",
+    verified: str = Verification.LINK,
 ) -> Decision:
     """Record one approver's answer, and resolve the decision when it settles it: a deny at
     once, an approval when the stage's quorum is met (then the next stage is asked, if any),
-    any other option or a text answer as `responded`.
+    any other option or a text answer as `responded`. `verified` is how the caller proved who
+    answers (link, session, passkey); it is recorded in the outcome and must meet the decision's
+    `verification`.
 
     Raises AlreadyResolved if the decision is not pending, DeadlinePassed after its
-    expires_at, AlreadyAnswered if this approver answered before, InvalidInput for a choice
+    expires_at, VerificationRequired if `verified` falls short, AlreadyAnswered if this approver
+    answered before, InvalidInput for a choice
     not among the options, a missing text answer, or edited details the decision does not allow.
     """
     request = ApprovalRequest.objects.get(pk=request_id)
@@ -672,6 +709,8 @@ def decision_answer(
     now = timezone.now()
     if decision.expires_at <= now:
         raise DeadlinePassed(f"Decision {decision.id} expired at {_iso(decision.expires_at)}.")
+    if not Verification.satisfies(verified, decision.verification):
+        raise VerificationRequired(decision)
     _check_answer(decision, choice=choice, text=text, note=note, details=details)
     if decision.response_type == ResponseType.TEXT:
         choice = ""
@@ -706,6 +745,7 @@ def decision_answer(
             text=text or None,
             note=note or None,
             details=details,
+            verified=verified,
         )
         _transition(decision, status=resolved_as, outcome=outcome, at=now)
     elif choice == "approve" and _stage_complete(decision, request.stage):
@@ -724,6 +764,7 @@ def decision_answer(
             "edited_details": details,
             "ip": ip,
             "user_agent": user_agent,
+            "verified": verified,
             **({"name": answered_by_name} if answered_by_name else {}),
         },
     )

@@ -9,8 +9,8 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
 from decisions.display import BUTTON_COLOURS, OTHER_BUTTON_COLOUR, deadline_phrase, detail_rows, option_label
-from decisions.links import TEXT_ANSWER, link_url
-from decisions.models import ResponseType
+from decisions.links import TEXT_ANSWER, link_url, portal_url
+from decisions.models import ResponseType, Verification
 from notifications.models import Delivery
 from notifications.senders import PermanentFailure, register
 
@@ -19,6 +19,11 @@ URGENCY_COLOURS = {"low": "#6b7280", "normal": "#374151", "high": "#b45309", "cr
 
 def _buttons(delivery: Delivery) -> list[dict]:
     decision, request = delivery.decision, delivery.request
+    if decision.verification != Verification.LINK:
+        # Answered only in the portal, signed in: one button that leads there.
+        return [
+            {"label": "Open in Countersign", "url": portal_url(decision.id), "colour": OTHER_BUTTON_COLOUR}
+        ]
     if decision.response_type == ResponseType.TEXT:
         return [{"label": "Answer", "url": link_url(request, TEXT_ANSWER), "colour": OTHER_BUTTON_COLOUR}]
     return [

@@ -21,13 +21,14 @@ from slack_sdk.webhook import WebhookClient
 from broker.errors import InvalidInput, error_response
 from broker.http import UntrustedJSONError, parse_untrusted_json
 from decisions import services
-from decisions.links import BadLink, read_request_token, request_token
+from decisions.links import BadLink, portal_url, read_request_token, request_token
 from decisions.models import ApprovalRequest, ResponseType, Via
 from notifications.models import SlackSettings
 from notifications.slack import (
     CHOICE_ACTION_PREFIX,
     MODAL_CALLBACK,
     NOTE_ACTION,
+    PORTAL_ACTION,
     client_for,
     credentials_for,
     escape,
@@ -134,6 +135,8 @@ def _answer(
             answered_by_name=str(user.get("username") or user.get("name") or "")[:100],
             user_agent="Slack",
         )
+    except services.VerificationRequired as exc:
+        return f"{exc.message} Open it in Countersign: {portal_url(approval.decision_id)}"
     except services.DeadlinePassed:
         return "Too late: this request expired before your answer. Nothing was changed."
     except (services.AlreadyResolved, services.AlreadyAnswered):
@@ -203,6 +206,8 @@ def _on_button(payload: dict, secret: str) -> HttpResponse:
     actions = payload.get("actions")
     action = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else {}
     action_id, token = str(action.get("action_id", "")), str(action.get("value", ""))
+    if action_id == PORTAL_ACTION:
+        return HttpResponse(status=200)  # a link button: the browser went to the portal
     approval = _request_for(token, secret)
     if approval is None:
         return error_response(400, "unknown_action", "This button is not one of ours.")

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from broker.errors import Conflict, DomainError, InvalidInput, NotFound
 from decisions import services as decision_services
-from decisions.models import ApprovalRequest, Decision, Via
+from decisions.models import ApprovalRequest, Decision, Verification, Via
 from portal.models import Approver, SignInLink
 
 MAX_BULK = 100
@@ -119,9 +119,11 @@ def portal_answer(
     note: str = "",
     ip: str = "",
     user_agent: str = "",
+    verified: str = Verification.LINK,
 ) -> Decision:
-    """Answer one decision as the signed-in approver, via web. Raises NotFound if it does not
-    wait for them, and whatever decision_answer raises (AlreadyResolved, DeadlinePassed,
+    """Answer one decision as the signed-in approver, via web; `verified` is what the session
+    (or a passkey) proved. Raises NotFound if it does not wait for them, and whatever
+    decision_answer raises (VerificationRequired, AlreadyResolved, DeadlinePassed,
     AlreadyAnswered, InvalidInput)."""
     request = _my_pending_request(address=address, decision_id=decision_id)
     return decision_services.decision_answer(
@@ -132,6 +134,7 @@ def portal_answer(
         via=Via.WEB,
         ip=ip,
         user_agent=user_agent,
+        verified=verified,
     )
 
 
@@ -143,7 +146,14 @@ class BulkResult:
 
 
 def portal_answer_many(
-    *, address: str, decision_ids: list[str], choice: str, note: str = "", ip: str = "", user_agent: str = ""
+    *,
+    address: str,
+    decision_ids: list[str],
+    choice: str,
+    note: str = "",
+    ip: str = "",
+    user_agent: str = "",
+    verified: str = Verification.LINK,
 ) -> list[BulkResult]:
     """Approve or deny several decisions with one note. Each is its own answer, in its own
     transaction, audited on its own: one that was settled meanwhile fails alone. Raises
@@ -173,6 +183,11 @@ def portal_answer_many(
                 note=note,
                 ip=ip,
                 user_agent=user_agent,
+                verified=verified,
+            )
+        except decision_services.VerificationRequired:
+            results.append(
+                BulkResult(decision_id, False, "Open it to answer: it asks for a stronger sign-in.")
             )
         except (Conflict, NotFound, InvalidInput) as exc:
             results.append(BulkResult(decision_id, False, exc.message))

@@ -1,9 +1,13 @@
 """The approver's portal session: the address a magic link proved, and the epoch it was
 opened under (sign-out everywhere moves the epoch on)."""
 
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.http import HttpRequest
 from django.utils import timezone
 
+from decisions.models import Verification
 from portal.models import Approver
 from portal.selectors import session_epoch
 
@@ -22,6 +26,17 @@ def session_begin(request: HttpRequest, approver: Approver) -> None:
 
 def session_end(request: HttpRequest) -> None:
     request.session.flush()
+
+
+def session_verified(request: HttpRequest) -> str:
+    """What this session proves at an answer: `session` when its magic link was used within
+    PORTAL_FRESH_SIGN_IN_MINUTES, else no more than an emailed link does."""
+    try:
+        signed_in_at = datetime.fromisoformat(request.session.get(SIGNED_IN_AT, ""))
+    except ValueError:
+        return Verification.LINK
+    fresh = timezone.now() - signed_in_at <= timedelta(minutes=settings.PORTAL_FRESH_SIGN_IN_MINUTES)
+    return Verification.SESSION if fresh else Verification.LINK
 
 
 def signed_in_address(request: HttpRequest) -> str | None:

@@ -19,10 +19,10 @@ from django.views.decorators.http import require_http_methods, require_POST
 from broker.errors import Conflict, InvalidInput, NotFound
 from decisions import services as decision_services
 from decisions.display import BUTTON_COLOURS, OTHER_BUTTON_COLOUR, detail_rows, option_label
-from decisions.models import ResponseType
+from decisions.models import ResponseType, Verification
 from portal import selectors, services
 from portal.rate_limits import sign_in_wait
-from portal.sessions import session_begin, session_end, signed_in_address
+from portal.sessions import session_begin, session_end, session_verified, signed_in_address
 from portal.tasks import send_sign_in_link
 
 logger = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ def history(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _decision_context(decision, my_request, agent: str, **extra) -> dict:
+def _decision_context(request: HttpRequest, decision, my_request, agent: str, **extra) -> dict:
     options = [] if decision.response_type == ResponseType.TEXT else decision.options
     return {
         "decision": decision,
@@ -192,6 +192,9 @@ def _decision_context(decision, my_request, agent: str, **extra) -> dict:
         "organization": decision.organization,
         "details": detail_rows(decision.details),
         "is_text": decision.response_type == ResponseType.TEXT,
+        "needs_fresh_sign_in": decision.verification == Verification.SESSION
+        and session_verified(request) != Verification.SESSION,
+        "needs_passkey": decision.verification == Verification.PASSKEY,
         "can_answer": decision.is_pending and my_request.state == my_request.State.PENDING,
         "buttons": [
             {"choice": o, "label": option_label(o), "colour": BUTTON_COLOURS.get(o, OTHER_BUTTON_COLOUR)}
@@ -212,7 +215,7 @@ def decision_page(request: HttpRequest, decision_id: str) -> HttpResponse:
         )
     except NotFound as exc:
         return _problem(request, 404, "Not found", exc.message)
-    return _page(request, "portal/decision.html", _decision_context(decision, my_request, agent))
+    return _page(request, "portal/decision.html", _decision_context(request, decision, my_request, agent))
 
 
 @require_POST
@@ -226,17 +229,20 @@ def answer(request: HttpRequest, decision_id: str) -> HttpResponse:
             choice=form.get("choice", ""),
             text=form.get("text", ""),
             note=form.get("note", ""),
+            verified=session_verified(request),
             **_client(request),
         )
     except NotFound as exc:
         return _problem(request, 404, "Not found", exc.message)
     except Conflict as exc:
         return _problem(request, 409, "Already answered", exc.message)
-    except InvalidInput as exc:
+    except (InvalidInput, decision_services.VerificationRequired) as exc:
+        status = 403 if isinstance(exc, decision_services.VerificationRequired) else 400
         decision, my_request, agent = selectors.inbox_decision(
             address=request.approver, decision_id=decision_id
         )
         context = _decision_context(
+            request,
             decision,
             my_request,
             agent,
@@ -244,7 +250,7 @@ def answer(request: HttpRequest, decision_id: str) -> HttpResponse:
             note=form.get("note", "")[: decision_services.MAX_NOTE_LENGTH],
             text=form.get("text", "")[: decision_services.MAX_TEXT_LENGTH],
         )
-        return _page(request, "portal/decision.html", context, status=400)
+        return _page(request, "portal/decision.html", context, status=status)
     answered = form.get("choice") or "answered"
     messages.success(request, f"{option_label(answered)}: {decision.action}")
     return redirect("portal-inbox")
@@ -259,6 +265,7 @@ def bulk_answer(request: HttpRequest) -> HttpResponse:
             decision_ids=request.POST.getlist("decision"),
             choice=request.POST.get("choice", ""),
             note=request.POST.get("note", ""),
+            verified=session_verified(request),
             **_client(request),
         )
     except InvalidInput as exc:
