@@ -31,3 +31,19 @@ class SignInLink(models.Model):
 
     def __str__(self) -> str:
         return f"sign-in link for {self.address}"
+
+
+class Passkey(models.Model):
+    """A WebAuthn credential an approver registered in the portal. Decisions whose verification
+    is `passkey` are answered only with one, the authenticator having verified the user."""
+
+    approver = models.ForeignKey(Approver, on_delete=models.CASCADE, related_name="passkeys")
+    name = models.CharField(max_length=100)
+    credential_id = models.CharField(max_length=1400, unique=True, help_text="base64url")
+    public_key = models.BinaryField()
+    sign_count = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.approver.address})"

@@ -5,6 +5,7 @@ signed-in approver (no-store, no Referer, not indexed), and every decision read 
 found through that approver's own requests.
 """
 
+import json
 import logging
 import math
 from functools import wraps
@@ -12,15 +13,17 @@ from functools import wraps
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
+from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
 from broker.errors import Conflict, InvalidInput, NotFound
 from decisions import services as decision_services
 from decisions.display import BUTTON_COLOURS, OTHER_BUTTON_COLOUR, detail_rows, option_label
 from decisions.models import ResponseType, Verification
-from portal import selectors, services
+from portal import passkeys, selectors, services
+from portal.models import Approver
 from portal.rate_limits import sign_in_wait
 from portal.sessions import session_begin, session_end, session_verified, signed_in_address
 from portal.tasks import send_sign_in_link
@@ -223,13 +226,14 @@ def decision_page(request: HttpRequest, decision_id: str) -> HttpResponse:
 def answer(request: HttpRequest, decision_id: str) -> HttpResponse:
     form = request.POST
     try:
+        verified = _verified_for_answer(request, decision_id)
         decision = services.portal_answer(
             address=request.approver,
             decision_id=decision_id,
             choice=form.get("choice", ""),
             text=form.get("text", ""),
             note=form.get("note", ""),
-            verified=session_verified(request),
+            verified=verified,
             **_client(request),
         )
     except NotFound as exc:
@@ -279,3 +283,108 @@ def bulk_answer(request: HttpRequest) -> HttpResponse:
     for failed in (r for r in results if not r.ok):
         messages.error(request, f"{failed.decision_id}: {failed.message}")
     return redirect("portal-inbox")
+
+
+# --- passkeys ------------------------------------------------------------------------------
+
+REGISTRATION_CHALLENGE = "portal_passkey_registration"
+ANSWER_CHALLENGE = "portal_passkey_answer"
+
+
+def _json_error(status: int, code: str, message: str, fields: dict | None = None) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message, "fields": fields or {}}}, status=status)
+
+
+def _approver(request: HttpRequest) -> Approver:
+    return Approver.objects.get(address=request.approver)
+
+
+@require_http_methods(["GET", "HEAD"])
+@approver_required
+def passkeys_page(request: HttpRequest) -> HttpResponse:
+    approver = _approver(request)
+    context = {
+        "passkeys": approver.passkeys.order_by("created_at"),
+        "fresh": session_verified(request) == Verification.SESSION,
+        "tab": "passkeys",
+    }
+    return _page(request, "portal/passkeys.html", context)
+
+
+@require_POST
+@approver_required
+def passkey_registration_options(request: HttpRequest) -> HttpResponse:
+    # Adding a passkey is what a stolen, old session would want most: it needs a fresh sign-in.
+    if session_verified(request) != Verification.SESSION:
+        return _json_error(403, "fresh_sign_in_required", "Sign in again with a fresh link to add a passkey.")
+    options, challenge = passkeys.registration_options(approver=_approver(request))
+    request.session[REGISTRATION_CHALLENGE] = bytes_to_base64url(challenge)
+    return HttpResponse(options, content_type="application/json")
+
+
+@require_POST
+@approver_required
+def passkey_register(request: HttpRequest) -> HttpResponse:
+    challenge = request.session.pop(REGISTRATION_CHALLENGE, None)
+    if challenge is None or session_verified(request) != Verification.SESSION:
+        return _json_error(400, "no_ceremony", "Start again: use the 'Add a passkey' button.")
+    try:
+        body = json.loads(request.body)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+        return _json_error(400, "invalid", "Send {name, credential} as JSON.", {"name": ["required"]})
+    try:
+        passkey = passkeys.passkey_register(
+            approver=_approver(request),
+            name=body["name"],
+            credential=json.dumps(body.get("credential")),
+            challenge=base64url_to_bytes(challenge),
+        )
+    except InvalidInput as exc:
+        return _json_error(400, exc.code, exc.message, exc.fields)
+    messages.success(request, f"Passkey added: {passkey.name}")
+    return JsonResponse({"id": passkey.pk, "name": passkey.name}, status=201)
+
+
+@require_POST
+@approver_required
+def passkey_delete(request: HttpRequest, passkey_id: int) -> HttpResponse:
+    try:
+        passkeys.passkey_delete(approver=_approver(request), passkey_id=passkey_id)
+    except NotFound as exc:
+        return _problem(request, 404, "Not found", exc.message)
+    messages.success(request, "Passkey removed.")
+    return redirect("portal-passkeys")
+
+
+@require_POST
+@approver_required
+def passkey_answer_options(request: HttpRequest, decision_id: str) -> HttpResponse:
+    """The challenge for answering one decision with a passkey, bound to that decision."""
+    try:
+        selectors.inbox_decision(address=request.approver, decision_id=decision_id)
+        options, challenge = passkeys.authentication_options(approver=_approver(request))
+    except NotFound as exc:
+        return _json_error(404, exc.code, exc.message)
+    except InvalidInput as exc:
+        return _json_error(400, exc.code, exc.message, exc.fields)
+    request.session[ANSWER_CHALLENGE] = {"decision": decision_id, "challenge": bytes_to_base64url(challenge)}
+    return HttpResponse(options, content_type="application/json")
+
+
+def _verified_for_answer(request: HttpRequest, decision_id: str) -> str:
+    """What this answer proves: a passkey assertion over this decision's challenge, if one
+    came with the form, else the session. Raises PasskeyFailed for a bad or stale assertion."""
+    credential = request.POST.get("passkey", "")
+    if not credential:
+        return session_verified(request)
+    held = request.session.pop(ANSWER_CHALLENGE, None)
+    if not isinstance(held, dict) or held.get("decision") != decision_id:
+        raise passkeys.PasskeyFailed(
+            "Start again: press the answer button once more.", fields={"passkey": ["stale"]}
+        )
+    passkeys.passkey_verify(
+        approver=_approver(request), credential=credential, challenge=base64url_to_bytes(held["challenge"])
+    )
+    return Verification.PASSKEY

@@ -17,6 +17,7 @@ from playwright.sync_api import expect
 
 from audit.models import AuditEvent
 from decisions.models import Status, Via
+from portal.models import Passkey
 from tests.conftest import ALICE, BOB
 from tests.portal_helpers import ask, sign_in_token, tasks_run_here  # noqa: F401 (fixture)
 from tests.test_browser_approval import PHONE, browser  # noqa: F401 (fixture)
@@ -186,3 +187,90 @@ def test_the_pages_read_on_phone_and_desktop_in_light_and_dark(portal, new_page,
             expect(page.get_by_role("button", name="Approve")).to_be_visible()
             _screenshot(page, f"portal-decision-{device}-{scheme}.png")
     assert backgrounds == {"light": "rgb(243, 244, 246)", "dark": "rgb(11, 17, 32)"}
+
+
+# --- passkeys ------------------------------------------------------------------------------
+
+
+def virtual_authenticator(page, *, user_verified: bool = True) -> tuple:
+    """Chrome's virtual authenticator (DevTools' WebAuthn domain): a platform authenticator
+    that keeps resident keys and verifies its user, with no person to touch it."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    added = cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": user_verified,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
+    return cdp, added["authenticatorId"]
+
+
+def add_passkey(page, portal: str, name: str) -> None:
+    page.goto(f"{portal}/inbox/passkeys")
+    page.get_by_label("Passkey name").fill(name)
+    page.get_by_role("button", name="Add a passkey").click()
+    expect(page.get_by_role("rowheader", name=name)).to_be_visible()
+
+
+def test_alice_registers_a_passkey_and_answers_with_it(portal, new_page, mailoutbox, acme_key):
+    wire = ask(acme_key, approvers=[ALICE], action="Wire $9,000 to Initech", verification="passkey")
+    page = new_page(viewport=DESKTOP)
+    cdp, authenticator = virtual_authenticator(page)
+    sign_in(page, portal, mailoutbox)
+
+    add_passkey(page, portal, "Work laptop")
+    expect(page.get_by_text("Passkey added: Work laptop")).to_be_visible()
+    _screenshot(page, "portal-passkeys-desktop-light.png")
+    passkey = Passkey.objects.get(approver__address=ALICE)
+    assert passkey.name == "Work laptop"
+    credentials = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})["credentials"]
+    assert len(credentials) == 1
+
+    page.goto(f"{portal}/inbox/{wire.id}")
+    expect(page.get_by_text("This decision asks for your passkey when you answer.")).to_be_visible()
+    page.get_by_label("Note (optional)").fill("Checked with finance.")
+    page.get_by_role("button", name="Approve").click()
+    expect(page.get_by_role("status").filter(has_text="Approve: Wire $9,000 to Initech")).to_be_visible()
+
+    wire.refresh_from_db()
+    assert wire.status == Status.APPROVED
+    assert (wire.outcome["verified"], wire.outcome["via"], wire.outcome["by"]) == ("passkey", Via.WEB, ALICE)
+    assert wire.outcome["note"] == "Checked with finance."
+    passkey.refresh_from_db()
+    assert passkey.last_used_at is not None
+
+
+def test_a_passkey_that_cannot_verify_the_user_answers_nothing(portal, new_page, mailoutbox, acme_key):
+    wire = ask(acme_key, approvers=[ALICE], action="Wire $9,000 to Initech", verification="passkey")
+    page = new_page()
+    cdp, authenticator = virtual_authenticator(page)
+    sign_in(page, portal, mailoutbox)
+    add_passkey(page, portal, "Phone")
+
+    # The authenticator now says its user was not verified (no PIN, no fingerprint).
+    cdp.send("WebAuthn.setUserVerified", {"authenticatorId": authenticator, "isUserVerified": False})
+    page.goto(f"{portal}/inbox/{wire.id}")
+    page.get_by_role("button", name="Approve").click()
+    expect(page.get_by_role("alert")).to_contain_text("The passkey did not answer")
+    wire.refresh_from_db()
+    assert wire.status == Status.PENDING
+
+
+def test_without_a_passkey_the_page_says_to_add_one(portal, new_page, mailoutbox, acme_key):
+    wire = ask(acme_key, approvers=[ALICE], action="Wire $9,000 to Initech", verification="passkey")
+    page = new_page()
+    virtual_authenticator(page)
+    sign_in(page, portal, mailoutbox)
+    page.goto(f"{portal}/inbox/{wire.id}")
+    page.get_by_role("button", name="Approve").click()
+    expect(page.get_by_role("alert")).to_contain_text("Register a passkey first")
+    wire.refresh_from_db()
+    assert wire.status == Status.PENDING
