@@ -156,6 +156,13 @@ class ApprovalRequest(models.Model):
     address = models.CharField(max_length=320, help_text="email address or slack:U…")
     channel = models.CharField(max_length=8, choices=Channel.choices)
     group = models.CharField(max_length=64, blank=True, help_text="the group it was asked through")
+    on_behalf_of = models.CharField(
+        max_length=320,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="the away approver this delegate stands in for",
+    )
     stage = models.PositiveSmallIntegerField(default=0)
     level = models.PositiveSmallIntegerField(default=0, help_text="escalation level; 0 = first asked")
     state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)

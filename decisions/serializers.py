@@ -310,6 +310,9 @@ class ApprovalRequestOutput(serializers.Serializer):
     address = serializers.CharField()
     channel = serializers.CharField()
     group = serializers.CharField(allow_null=True)
+    on_behalf_of = serializers.CharField(
+        allow_null=True, help_text="the away approver this delegate was asked for"
+    )
     stage = serializers.IntegerField()
     level = serializers.IntegerField()
     state = serializers.CharField()
@@ -418,6 +421,7 @@ class DecisionOutput(serializers.ModelSerializer):
                 "address": r.address,
                 "channel": r.channel,
                 "group": r.group or None,
+                "on_behalf_of": r.on_behalf_of or None,
                 "stage": r.stage,
                 "level": r.level,
                 "state": r.state,

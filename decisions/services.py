@@ -36,7 +36,8 @@ from decisions.selectors import create_settings
 from decisions.waiting import publish_resolution
 from notifications.models import Delivery
 from notifications.services import deliveries_enqueue
-from organizations.models import ApiKey
+from organizations.models import ApiKey, Organization
+from portal.delegation import delegated
 
 logger = logging.getLogger(__name__)
 
@@ -366,7 +367,7 @@ def _create(
         request_fingerprint=fields.pop("fingerprint"),
         **fields,
     )
-    requests = ask(decision, recipients, stage=0, level=0)
+    requests = ask(decision, recipients, stage=0, level=0, settings=settings)
     audit_record_many(
         organization_id=organization.pk,
         entries=_created_entries(decision, api_key, rule) + asked_entries(decision, requests),
@@ -451,14 +452,20 @@ def _created_entries(decision: Decision, api_key: ApiKey, rule: Policy | None) -
     return entries
 
 
-def ask(decision: Decision, recipients, *, stage: int, level: int) -> list[ApprovalRequest]:
-    """Create the requests and, in the same transaction, the deliveries that notify them."""
+def ask(decision: Decision, recipients, *, stage: int, level: int, settings=None) -> list[ApprovalRequest]:
+    """Create the requests and, in the same transaction, the deliveries that notify them. An
+    approver away is replaced by their delegate (portal/delegation.py), unless the organization
+    forbids it; `settings`: the organization's create settings when the caller holds them."""
+    if settings is None:
+        settings = create_settings(Organization.objects.get(pk=decision.organization_id))
+    recipients = _delegated(decision, recipients, settings.delegations, stage)
     requests = ApprovalRequest.objects.bulk_create(
         ApprovalRequest(
             decision=decision,
             address=r.address,
             channel=r.channel,
             group=r.group,
+            on_behalf_of=r.on_behalf_of,
             stage=stage,
             level=level,
             created_at=decision.created_at if stage == level == 0 else timezone.now(),
@@ -475,6 +482,19 @@ def ask(decision: Decision, recipients, *, stage: int, level: int) -> list[Appro
     return requests
 
 
+def _delegated(decision: Decision, recipients, delegations: dict, stage: int) -> list:
+    if not delegations:
+        return recipients
+    recipients = delegated(recipients, delegations, timezone.now())
+    if not any(r.on_behalf_of for r in recipients):
+        return recipients
+    # A delegate may already be asked in this stage (in their own right, or for someone else).
+    already = set(
+        ApprovalRequest.objects.filter(decision_id=decision.pk, stage=stage).values_list("address", "channel")
+    )
+    return [r for r in recipients if (r.address, r.channel) not in already]
+
+
 def asked_entries(decision: Decision, requests: list[ApprovalRequest]) -> list[AuditEntry]:
     return [
         AuditEntry(
@@ -487,6 +507,7 @@ def asked_entries(decision: Decision, requests: list[ApprovalRequest]) -> list[A
                 "group": request.group,
                 "stage": request.stage,
                 "level": request.level,
+                **({"on_behalf_of": request.on_behalf_of} if request.on_behalf_of else {}),
             },
         )
         for request in requests

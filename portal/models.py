@@ -47,3 +47,35 @@ class Passkey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.approver.address})"
+
+
+class Delegation(models.Model):
+    """'Away until …, delegate to …': while it lasts, new asks for `address` go to `delegate`
+    instead (the request records on whose behalf). Set by the approver in the portal or by an
+    admin; one per approver."""
+
+    address = models.CharField(max_length=320, unique=True, help_text="the approver who is away (lower case)")
+    delegate = models.CharField(max_length=320, help_text="who is asked instead (lower case)")
+    until = models.DateTimeField()
+    set_by = models.CharField(max_length=320, help_text="the approver, or admin:<username>")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.address} → {self.delegate} until {self.until:%Y-%m-%d %H:%M}"
+
+
+class OrganizationPortalSettings(models.Model):
+    """Per organization: whether its asks follow approvers' delegations."""
+
+    organization = models.OneToOneField(
+        "organizations.Organization", on_delete=models.CASCADE, related_name="portal_settings"
+    )
+    allow_delegation = models.BooleanField(
+        default=True, help_text="off: asks always go to the approver named, even while they are away"
+    )
+
+    class Meta:
+        verbose_name_plural = "organization portal settings"
+
+    def __str__(self) -> str:
+        return f"portal settings of {self.organization}"

@@ -7,17 +7,22 @@ click does: the compare-and-set, the quorum, the audit event and the callback ar
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from audit.services import audit_record
 from broker.errors import Conflict, DomainError, InvalidInput, NotFound
 from decisions import services as decision_services
 from decisions.models import ApprovalRequest, Decision, Verification, Via
-from portal.models import Approver, SignInLink
+from organizations.models import Organization
+from portal.delegation import delegate_for, delegations_load
+from portal.models import Approver, Delegation, SignInLink
 
 MAX_BULK = 100
 BULK_CHOICES = ("approve", "deny")
@@ -194,3 +199,86 @@ def portal_answer_many(
         else:
             results.append(BulkResult(decision_id, True, decision.action))
     return results
+
+
+# --- delegation ----------------------------------------------------------------------------
+
+MAX_AWAY_DAYS = 366
+
+
+def _organizations_asking(addresses: list[str]) -> list[int]:
+    return list(
+        ApprovalRequest.objects.filter(address__in=addresses)
+        .values_list("decision__organization_id", flat=True)
+        .distinct()
+    )
+
+
+def _delegations_changed(*, event: str, actor: str, payload: dict) -> None:
+    """Audit the change in every organization that has asked the approver (it changes who
+    those organizations' asks reach), and make every organization's next create re-read the
+    delegations (decisions.selectors.create_settings)."""
+    for organization_id in _organizations_asking([payload["address"]]):
+        audit_record(organization_id=organization_id, event=event, actor=actor, payload=payload)
+    Organization.objects.update(settings_version=F("settings_version") + 1)
+
+
+def delegation_check(*, address: str, delegate: str, until: datetime) -> None:
+    """Raises InvalidInput for a bad delegate (not an email address, themselves), an end not
+    within the next year, or a cycle (the delegate, through their delegations, hands back)."""
+    address, delegate = normalize_address(address), normalize_address(delegate)
+    try:
+        validate_email(delegate)
+    except ValidationError:
+        raise InvalidInput(
+            "Delegate to an email address.", fields={"delegate": ["an email address"]}
+        ) from None
+    if delegate == address:
+        raise InvalidInput("Delegate to someone else.", fields={"delegate": ["not yourself"]})
+    now = timezone.now()
+    if not now < until <= now + timedelta(days=MAX_AWAY_DAYS):
+        raise InvalidInput(
+            "'Away until' must be in the future, within a year.", fields={"until": ["future, within a year"]}
+        )
+    current = delegations_load()
+    current.pop(address, None)
+    if delegate_for(delegate, current, now) == address:
+        raise InvalidInput(
+            f"{delegate} already delegates to you: delegation cannot go round in a circle.",
+            fields={"delegate": ["cycle"]},
+        )
+
+
+@transaction.atomic
+def delegation_set(*, address: str, delegate: str, until: datetime, set_by: str) -> Delegation:
+    """`address` is away until `until`: new asks go to `delegate`. Replaces any delegation of
+    theirs. Raises InvalidInput for a bad delegate (not an email address, themselves), an end
+    not in the next year, or a cycle (the delegate, through their own delegations, hands back
+    to `address`). Asks already made stay where they are."""
+    address, delegate = normalize_address(address), normalize_address(delegate)
+    # Serialise delegation changes: two people delegating to each other at once must not both
+    # pass the cycle check. (SQLite serialises every write already.)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('countersign.delegation'))")
+    delegation_check(address=address, delegate=delegate, until=until)
+    now = timezone.now()
+    delegation, _ = Delegation.objects.update_or_create(
+        address=address, defaults={"delegate": delegate, "until": until, "set_by": set_by, "created_at": now}
+    )
+    _delegations_changed(
+        event="delegation.set",
+        actor=set_by,
+        payload={"address": address, "delegate": delegate, "until": until.isoformat()},
+    )
+    return delegation
+
+
+@transaction.atomic
+def delegation_clear(*, address: str, set_by: str) -> bool:
+    """`address` is back: new asks reach them again. False if they had no delegation."""
+    address = normalize_address(address)
+    deleted, _ = Delegation.objects.filter(address=address).delete()
+    if deleted:
+        _delegations_changed(event="delegation.cleared", actor=set_by, payload={"address": address})
+    return bool(deleted)

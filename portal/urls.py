@@ -10,6 +10,7 @@ urlpatterns = [
     path("inbox/sign-out-everywhere", views.sign_out_everywhere, name="portal-sign-out-everywhere"),
     path("inbox/history", views.history, name="portal-history"),
     path("inbox/bulk", views.bulk_answer, name="portal-bulk"),
+    path("inbox/away", views.away, name="portal-away"),
     path("inbox/passkeys", views.passkeys_page, name="portal-passkeys"),
     path("inbox/passkeys/options", views.passkey_registration_options, name="portal-passkey-options"),
     path("inbox/passkeys/register", views.passkey_register, name="portal-passkey-register"),

@@ -8,13 +8,16 @@ found through that approver's own requests.
 import json
 import logging
 import math
+from datetime import datetime
 from functools import wraps
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
@@ -23,7 +26,7 @@ from decisions import services as decision_services
 from decisions.display import BUTTON_COLOURS, OTHER_BUTTON_COLOUR, detail_rows, option_label
 from decisions.models import ResponseType, Verification
 from portal import passkeys, selectors, services
-from portal.models import Approver
+from portal.models import Approver, Delegation
 from portal.rate_limits import sign_in_wait
 from portal.sessions import session_begin, session_end, session_verified, signed_in_address
 from portal.tasks import send_sign_in_link
@@ -388,3 +391,54 @@ def _verified_for_answer(request: HttpRequest, decision_id: str) -> str:
         approver=_approver(request), credential=credential, challenge=base64url_to_bytes(held["challenge"])
     )
     return Verification.PASSKEY
+
+
+# --- away: delegation ---------------------------------------------------------------------
+
+
+def _until(raw: str, zone: str) -> datetime:
+    """A datetime-local value, in the viewer's time zone (sent by the page's script)."""
+    try:
+        tz = ZoneInfo(zone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"Unknown time zone {zone[:64]!r}.", fields={"tz": ["a time zone"]}) from None
+    try:
+        naive = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidInput(
+            "Enter the date and time you are back.", fields={"until": ["a date and time"]}
+        ) from None
+    return naive.replace(tzinfo=tz) if naive.tzinfo is None else naive
+
+
+def _away_page(request: HttpRequest, *, status: int = 200, **extra) -> HttpResponse:
+    context = {
+        "delegation": Delegation.objects.filter(address=request.approver).first(),
+        "delegating_to_me": Delegation.objects.filter(delegate=request.approver, until__gt=timezone.now()),
+        "tab": "away",
+        **extra,
+    }
+    return _page(request, "portal/away.html", context, status=status)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@approver_required
+def away(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return _away_page(request)
+    form = request.POST
+    if form.get("back") == "yes":
+        services.delegation_clear(address=request.approver, set_by=request.approver)
+        messages.success(request, "Welcome back: new requests come to you again.")
+        return redirect("portal-away")
+    try:
+        services.delegation_set(
+            address=request.approver,
+            delegate=form.get("delegate", ""),
+            until=_until(form.get("until", ""), form.get("tz", "")),
+            set_by=request.approver,
+        )
+    except InvalidInput as exc:
+        return _away_page(request, status=400, error=exc.message, form=form)
+    messages.success(request, "Saved: new requests go to your delegate while you are away.")
+    return redirect("portal-away")

@@ -13,6 +13,9 @@ SIGN_IN_LINK = re.compile(r"https?://[^\s\"<>]+/inbox/sign-in/([A-Za-z0-9_\-]+)"
 
 def ask(api_key, *, approvers, action: str, quorum="any", **fields) -> Decision:
     fields.setdefault("timeout_minutes", 30)
+    # As a request would: the key's organization as committed now (its settings_version tells
+    # create_settings whether the rules and delegations it holds are current).
+    api_key[0].organization.refresh_from_db()
     decision, created = decision_create(
         api_key=api_key[0], action=action, stages=[{"approvers": list(approvers), "quorum": quorum}], **fields
     )
