@@ -8,7 +8,7 @@ it is missing, failed in CI. SCREENSHOTS_DIR=docs/screenshots saves the README's
 """
 
 import os
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 
 from audit.models import AuditEvent
 from decisions.models import Status, Via
-from portal.models import Passkey
+from portal.models import Delegation, Passkey
 from tests.conftest import ALICE, BOB
 from tests.portal_helpers import ask, sign_in_token, tasks_run_here  # noqa: F401 (fixture)
 from tests.test_browser_approval import PHONE, browser  # noqa: F401 (fixture)
@@ -274,3 +274,39 @@ def test_without_a_passkey_the_page_says_to_add_one(portal, new_page, mailoutbox
     expect(page.get_by_role("alert")).to_contain_text("Register a passkey first")
     wire.refresh_from_db()
     assert wire.status == Status.PENDING
+
+
+# --- delegation ----------------------------------------------------------------------------
+
+
+def test_alice_delegates_to_bob_while_away(portal, new_page, mailoutbox, acme_key):
+    ask(acme_key, approvers=[ALICE], action="Before she left")
+    page = new_page(timezone_id="Europe/Paris")
+    sign_in(page, portal, mailoutbox)
+    page.get_by_role("link", name="Away").click()
+    back = datetime.now(ZoneInfo("Europe/Paris")).replace(second=0, microsecond=0) + timedelta(days=3)
+    page.get_by_label("Away until").fill(back.strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_label("Delegate to (email address)").fill(BOB)
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status").filter(has_text="new requests go to bob@example.com")).to_be_visible()
+    _screenshot(page, "portal-away-phone-light.png")
+    # Typed in Paris time, kept as the same instant.
+    assert Delegation.objects.get(address=ALICE).until == back
+
+    # Acme asks alice; bob, signed in on his own phone, finds it on her behalf and approves it.
+    refund = ask(acme_key, approvers=[ALICE], action="Refund $120 while alice is away")
+    bob = new_page()
+    sign_in(bob, portal, mailoutbox, BOB)
+    expect(bob.get_by_text(f"on behalf of {ALICE}")).to_be_visible()
+    bob.get_by_role("link", name="Refund $120 while alice is away").click()
+    bob.get_by_role("button", name="Approve").click()
+    expect(
+        bob.get_by_role("status").filter(has_text="Approve: Refund $120 while alice is away")
+    ).to_be_visible()
+    refund.refresh_from_db()
+    assert (refund.status, refund.outcome["by"]) == (Status.APPROVED, BOB)
+
+    # Back early: the next ask is hers again.
+    page.get_by_role("button", name="I'm back").click()
+    expect(page.get_by_text("Welcome back")).to_be_visible()
+    assert not Delegation.objects.exists()
