@@ -109,6 +109,10 @@ class Decision(models.Model):
     verification = models.CharField(
         max_length=8, choices=Verification.choices, default=Verification.LINK, db_default=Verification.LINK
     )
+    # Separation of duties: who asked (never approves it), and whether one person may approve
+    # two stages. Database defaults too, as for verification.
+    requested_by = models.CharField(max_length=320, blank=True, default="", db_default="")
+    distinct_stage_approvers = models.BooleanField(default=True, db_default=True)
     callback_url = models.CharField(max_length=2000, blank=True)
     metadata = StoredJSONField(default=dict, blank=True)
     action_hash = models.CharField(max_length=64)

@@ -174,6 +174,8 @@ def _answer(request: HttpRequest, approval: ApprovalRequest, choice: str) -> Htt
         )
     except services.VerificationRequired:
         return _portal_only_page(request, approval)
+    except services.SeparationOfDuties as exc:
+        return problem_page(request, 403, "Someone else must approve this", exc.message)
     except (services.AlreadyResolved, services.AlreadyAnswered, services.DeadlinePassed):
         return _closed_page(request, approval, status=409) or problem_page(
             request, 409, "Already answered", "This decision can no longer be answered."

@@ -3,6 +3,8 @@
 from typing import ClassVar
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -160,6 +162,15 @@ class DecisionCreateInput(StrictSerializer):
         help_text="link: email or Slack answers; session: only in the portal, freshly signed in; "
         "passkey: only in the portal, with a passkey verifying the user.",
     )
+    requested_by = StrictCharField(
+        max_length=320,
+        required=False,
+        help_text="The email address of the person who asked the agent: they are never asked, and "
+        "can never approve it.",
+    )
+    distinct_stage_approvers = StrictBooleanField(
+        default=True, help_text="Nobody approves two stages of this decision (the default)."
+    )
     escalation = serializers.ListField(child=EscalationLevelInput(), max_length=10, default=list)
     escalation_repeat = serializers.IntegerField(min_value=0, max_value=10, default=0)
     reminders = serializers.ListField(
@@ -268,6 +279,14 @@ class DecisionCreateInput(StrictSerializer):
             check_callback_url(value, allow_private=settings.CALLBACK_ALLOW_PRIVATE)
         except ValueError as exc:
             raise serializers.ValidationError(str(exc)) from None
+        return value
+
+    def validate_requested_by(self, value: str) -> str:
+        value = value.strip().lower()
+        try:
+            validate_email(value)
+        except DjangoValidationError:
+            raise serializers.ValidationError("An email address.") from None
         return value
 
     def validate(self, data: dict) -> dict:
@@ -382,6 +401,8 @@ class DecisionOutput(serializers.ModelSerializer):
             "reminders",
             "on_timeout",
             "verification",
+            "requested_by",
+            "distinct_stage_approvers",
             "policy",
             "created_at",
             "expires_at",

@@ -78,6 +78,14 @@ class VerificationRequired(DomainError):
         self.decision = decision
 
 
+class SeparationOfDuties(DomainError):
+    """An approval the decision's separation of duties forbids: the requester's own, or a
+    second stage approved by the same person."""
+
+    status = 403
+    code = "separation_of_duties"
+
+
 class DeadlinePassed(Conflict):
     """Answered after expires_at, before the clock has expired it: too late all the same."""
 
@@ -116,6 +124,8 @@ def decision_create(
     timeout_minutes: float | None = None,
     on_timeout: str = OnTimeout.EXPIRE,
     verification: str = Verification.LINK,
+    requested_by: str = "",
+    distinct_stage_approvers: bool = True,
     escalation: list[dict] | None = None,
     escalation_repeat: int = 0,
     reminders: list[float] | None = None,
@@ -155,6 +165,8 @@ def decision_create(
                 timeout_minutes=timeout_minutes,
                 on_timeout=on_timeout,
                 verification=verification,
+                requested_by=requested_by.strip().lower(),
+                distinct_stage_approvers=distinct_stage_approvers,
                 escalation=escalation or [],
                 escalation_repeat=escalation_repeat,
                 reminders=reminders,
@@ -204,6 +216,8 @@ def _check_routing(
     *,
     as_stages: bool,
     dm_email_approvers: bool | None = None,
+    requested_by: str = "",
+    distinct: bool = True,
 ):
     """Validate what needs the database or the organization's defaults; the serializer has
     checked the shapes. Errors name the fields as the agent sent them (`as_stages`: a list of
@@ -224,11 +238,15 @@ def _check_routing(
                 },
             )
     first_recipients = None
+    sole_approvers: set[str] = set()  # of earlier one-person stages
     for index, stage in enumerate(stages):
         field = f"stages[{index}]" if as_stages else "approvers"
         recipients = _expand(organization_id, stage["approvers"], field, dm_email_approvers)
         if not recipients:
             raise InvalidInput("The approver groups have no members.", fields={field: ["no approvers"]})
+        _check_duties(
+            recipients, field, requested_by=requested_by, sole_approvers=sole_approvers if distinct else None
+        )
         # Escalation asks in whichever stage is current: its approvers can make up a quorum.
         could_approve = len({recipient.address for recipient in recipients} | backups)
         if isinstance(stage["quorum"], int) and stage["quorum"] > could_approve:
@@ -239,6 +257,26 @@ def _check_routing(
             )
         first_recipients = first_recipients or recipients
     return first_recipients
+
+
+def _check_duties(recipients, field: str, *, requested_by: str, sole_approvers: set[str] | None) -> None:
+    """Separation of duties at create: the requester is not the only approver of a stage, and
+    (unless allowed) no one-person stage repeats the sole approver of an earlier one."""
+    people = {recipient.address.lower() for recipient in recipients}
+    if requested_by and people <= {requested_by}:
+        raise InvalidInput(
+            f"{requested_by} asked for this decision and cannot approve it: name someone else.",
+            fields={field: ["only the requester"]},
+        )
+    if sole_approvers is None:
+        return
+    if len(people) == 1 and people <= sole_approvers:
+        raise InvalidInput(
+            f"{next(iter(people))} is the only approver of two stages, and nobody approves two stages.",
+            fields={field: ["the same sole approver as an earlier stage"]},
+        )
+    if len(people) == 1:
+        sole_approvers |= people
 
 
 def _matching_rule(rules, *, action: str, urgency: str, details: dict) -> Policy | None:
@@ -333,6 +371,8 @@ def _create(
         timeout_minutes,
         as_stages="stages" in explicit or len(stages) > 1,
         dm_email_approvers=settings.dm_email_approvers,
+        requested_by=fields["requested_by"],
+        distinct=fields["distinct_stage_approvers"],
     )
     reminders = fields.pop("reminders")
     if reminders is None:
@@ -459,6 +499,8 @@ def ask(decision: Decision, recipients, *, stage: int, level: int, settings=None
     if settings is None:
         settings = create_settings(Organization.objects.get(pk=decision.organization_id))
     recipients = _delegated(decision, recipients, settings.delegations, stage)
+    if decision.requested_by:  # the requester is never asked to approve their own decision
+        recipients = [r for r in recipients if r.address.lower() != decision.requested_by]
     requests = ApprovalRequest.objects.bulk_create(
         ApprovalRequest(
             decision=decision,
@@ -733,6 +775,8 @@ def decision_answer(
     if not Verification.satisfies(verified, decision.verification):
         raise VerificationRequired(decision)
     _check_answer(decision, choice=choice, text=text, note=note, details=details)
+    if choice == "approve":
+        _check_approver(decision, request, answered_by or request.address)
     if decision.response_type == ResponseType.TEXT:
         choice = ""
     won = ApprovalRequest.objects.filter(pk=request.pk, state=ApprovalRequest.State.PENDING).update(
@@ -820,6 +864,25 @@ def _check_answer(decision: Decision, *, choice: str, text: str, note: str, deta
         raise InvalidInput(
             "Details can be edited only when approving a decision that allows it.",
             fields={"details": ["not editable"]},
+        )
+
+
+def _check_approver(decision: Decision, request: ApprovalRequest, approver: str) -> None:
+    """Separation of duties at an approval. Raises SeparationOfDuties."""
+    if decision.requested_by and approver.lower() == decision.requested_by:
+        raise SeparationOfDuties(
+            f"{approver} asked for decision {decision.id}: someone else must approve it."
+        )
+    if (
+        decision.distinct_stage_approvers
+        and request.stage > 0
+        and ApprovalRequest.objects.filter(
+            decision_id=decision.pk, stage__lt=request.stage, address=request.address, choice="approve"
+        ).exists()
+    ):
+        raise SeparationOfDuties(
+            f"{request.address} approved an earlier stage of decision {decision.id}: "
+            "someone else must approve this one."
         )
 
 

@@ -135,6 +135,8 @@ def _answer(
             answered_by_name=str(user.get("username") or user.get("name") or "")[:100],
             user_agent="Slack",
         )
+    except services.SeparationOfDuties as exc:
+        return escape(exc.message)
     except services.VerificationRequired as exc:
         return f"{exc.message} Open it in Countersign: {portal_url(approval.decision_id)}"
     except services.DeadlinePassed:

@@ -194,7 +194,7 @@ def portal_answer_many(
             results.append(
                 BulkResult(decision_id, False, "Open it to answer: it asks for a stronger sign-in.")
             )
-        except (Conflict, NotFound, InvalidInput) as exc:
+        except (Conflict, NotFound, InvalidInput, decision_services.SeparationOfDuties) as exc:
             results.append(BulkResult(decision_id, False, exc.message))
         else:
             results.append(BulkResult(decision_id, True, decision.action))

@@ -243,8 +243,12 @@ def answer(request: HttpRequest, decision_id: str) -> HttpResponse:
         return _problem(request, 404, "Not found", exc.message)
     except Conflict as exc:
         return _problem(request, 409, "Already answered", exc.message)
-    except (InvalidInput, decision_services.VerificationRequired) as exc:
-        status = 403 if isinstance(exc, decision_services.VerificationRequired) else 400
+    except (
+        InvalidInput,
+        decision_services.VerificationRequired,
+        decision_services.SeparationOfDuties,
+    ) as exc:
+        status = 400 if isinstance(exc, InvalidInput) else 403
         decision, my_request, agent = selectors.inbox_decision(
             address=request.approver, decision_id=decision_id
         )
