@@ -18,6 +18,7 @@ MAX_ADDRESS_LENGTH = 320
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _EMAIL = rf"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@{_LABEL}(?:\.{_LABEL})*\.[A-Za-z]{{2,63}}"
 ADDRESS_PATTERN = rf"^(?:{_EMAIL}|{_SLACK_ID}|group:{_GROUP_NAME})$"
+EMAIL_PATTERN = rf"^{_EMAIL}$"
 
 
 def parse_address(raw: str) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from broker.fields import JSONObjectField, StrictBooleanField, StrictCharField, StrictNumberField
 from broker.schema import SchemaRules
-from decisions.addresses import ADDRESS_PATTERN, MAX_ADDRESS_LENGTH, parse_address
+from decisions.addresses import ADDRESS_PATTERN, EMAIL_PATTERN, MAX_ADDRESS_LENGTH, parse_address
 from decisions.models import Decision, OnTimeout, ResponseType, Status, Urgency, Verification
 from notifications.ssrf import check_callback_url
 
@@ -213,6 +213,14 @@ class DecisionCreateInput(StrictSerializer):
         "reminders": {
             "items": {"type": "number", "format": "double", **BEFORE_THE_LONGEST_TIMEOUT},
             "description": "Minutes after the start, each before the timeout.",
+        },
+        "requested_by": {
+            "pattern": EMAIL_PATTERN,
+            "description": "An email address. Not the only approver of any stage.",
+        },
+        "distinct_stage_approvers": {
+            "description": "When true (the default), no stage's only approver is an earlier stage's "
+            "only approver."
         },
         "callback_url": {
             "format": "uri",

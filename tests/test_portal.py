@@ -5,9 +5,13 @@ link emailed to her, sees what waits for her in both organizations (never bob's)
 and approves several at once with one note. Each answer is recorded via web and audited.
 """
 
+import os
+import subprocess
+import sys
 from datetime import UTC, timedelta
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
@@ -380,3 +384,42 @@ def test_history_lists_what_i_answered_newest_first(alice, acme_key):
     page = alice.get(f"/inbox/{bobs.id}").content.decode()
     assert BOB not in page
     assert "This decision is approved" in page
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+def _settings_of(**environment) -> subprocess.CompletedProcess:
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SESSION_COOKIE_AGE)"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "broker.settings", **environment},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_session_cookie_is_secure_behind_https():
+    served = _settings_of(PUBLIC_BASE_URL="https://approvals.example.com")
+    assert served.stdout.split() == ["True", "True", str(14 * 24 * 3600)]
+    assert _settings_of(PUBLIC_BASE_URL="http://127.0.0.1:8000").stdout.split()[:2] == ["False", "False"]
+
+
+def test_a_bad_sign_in_rate_limit_stops_start_up():
+    result = _settings_of(PORTAL_SIGN_IN_RATE_LIMIT="lots")
+    assert result.returncode != 0
+    assert "PORTAL_SIGN_IN_RATE_LIMIT" in result.stderr
+
+
+def test_the_cookie_carries_secure_when_set(client, mailoutbox, acme_key, settings):
+    settings.SESSION_COOKIE_SECURE = True
+    ask(acme_key, approvers=[ALICE], action="Refund")
+    client.post("/inbox/sign-in", {"address": ALICE})
+    response = client.post(f"/inbox/sign-in/{sign_in_token(mailoutbox, ALICE)}", secure=True)
+    assert response.cookies["sessionid"]["secure"] is True
