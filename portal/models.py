@@ -25,6 +25,9 @@ class SignInLink(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
+    next_path = models.CharField(
+        max_length=200, blank=True, help_text="the portal page to open after signing in"
+    )
 
     class Meta:
         indexes = [models.Index(fields=["address", "-created_at"], name="signin_link_address_newest")]

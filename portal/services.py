@@ -5,6 +5,7 @@ click does: the compare-and-set, the quorum, the audit event and the callback ar
 """
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -52,8 +53,16 @@ def address_is_asked(address: str) -> bool:
     return ApprovalRequest.objects.filter(address__iexact=address).exists()
 
 
+NEXT_PATH = re.compile(r"^/inbox(?:/[A-Za-z0-9_-]{1,64}){0,2}$")
+
+
+def safe_next_path(raw: str) -> str:
+    """A portal page to return to after signing in, or "" (never another site)."""
+    return raw if NEXT_PATH.match(raw or "") else ""
+
+
 @transaction.atomic
-def sign_in_link_issue(*, address: str) -> str | None:
+def sign_in_link_issue(*, address: str, next_path: str = "") -> str | None:
     """A new single-use sign-in token for the address, or None if nobody ever asked it (no
     link is made, and the caller must not tell the difference to the person asking)."""
     address = normalize_address(address)
@@ -66,6 +75,7 @@ def sign_in_link_issue(*, address: str) -> str | None:
         token_hash=token_hash(token),
         created_at=now,
         expires_at=now + timedelta(minutes=settings.PORTAL_SIGN_IN_LINK_MINUTES),
+        next_path=safe_next_path(next_path),
     )
     return token
 
@@ -79,9 +89,10 @@ def sign_in_link_find(*, token: str) -> SignInLink:
 
 
 @transaction.atomic
-def sign_in_link_redeem(*, token: str) -> Approver:
+def sign_in_link_redeem(*, token: str) -> tuple[Approver, str]:
     """Use a sign-in link, once: a compare-and-set on used_at, so two clicks (or a link and
-    its copy) sign in at most once. Raises BadSignInLink for an unknown, used or expired link."""
+    its copy) sign in at most once. Returns the approver and the page to open after it.
+    Raises BadSignInLink for an unknown, used or expired link."""
     now = timezone.now()
     link = sign_in_link_find(token=token)
     won = SignInLink.objects.filter(pk=link.pk, used_at__isnull=True, expires_at__gt=now).update(used_at=now)
@@ -89,7 +100,7 @@ def sign_in_link_redeem(*, token: str) -> Approver:
         raise BadSignInLink("This sign-in link is not valid any more.")
     approver, _ = Approver.objects.get_or_create(address=link.address)
     Approver.objects.filter(pk=approver.pk).update(last_signed_in_at=now)
-    return approver
+    return approver, link.next_path
 
 
 def approver_sign_out_everywhere(*, address: str) -> None:

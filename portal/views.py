@@ -115,7 +115,7 @@ def sign_in_request(request: HttpRequest) -> HttpResponse:
         return response
     try:
         # The worker decides whether the address gets a link: this page is the same either way.
-        send_sign_in_link.delay(address)
+        send_sign_in_link.delay(address, services.safe_next_path(request.POST.get("next", "")))
     except Exception:
         logger.exception("could not queue a sign-in email")
         return _problem(
@@ -132,7 +132,7 @@ def sign_in_link(request: HttpRequest, token: str) -> HttpResponse:
         if request.method != "POST":
             services.sign_in_link_find(token=token)
             return _page(request, "portal/sign_in_confirm.html", {})
-        approver = services.sign_in_link_redeem(token=token)
+        approver, next_path = services.sign_in_link_redeem(token=token)
     except services.BadSignInLink:
         return _problem(
             request,
@@ -141,7 +141,7 @@ def sign_in_link(request: HttpRequest, token: str) -> HttpResponse:
             "Sign-in links work once, for 15 minutes. Ask for a new one.",
         )
     session_begin(request, approver)
-    return redirect("portal-inbox")
+    return redirect(next_path or "portal-inbox")
 
 
 @require_POST

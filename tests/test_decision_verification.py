@@ -194,3 +194,27 @@ def test_bulk_leaves_decisions_that_ask_for_a_passkey(alice, acme_key):
     strict.refresh_from_db()
     assert (plain.status, plain.outcome["verified"]) == (Status.APPROVED, "session")
     assert strict.status == Status.PENDING
+
+
+def test_a_fresh_link_asked_from_the_decision_page_leads_back_to_it(alice, mailoutbox, acme_key):
+    decision = ask(acme_key, approvers=[ALICE], action="Wire $9,000", verification="session")
+    age_session(alice, minutes=16)
+    page = alice.get(f"/inbox/{decision.id}").content.decode()
+    assert f'<input type="hidden" name="next" value="/inbox/{decision.id}">' in page
+
+    alice.post("/inbox/sign-in", {"address": ALICE, "next": f"/inbox/{decision.id}"})
+    response = alice.post(f"/inbox/sign-in/{sign_in_token(mailoutbox, ALICE)}")
+    assert response["Location"] == f"/inbox/{decision.id}"
+    assert alice.post(f"/inbox/{decision.id}/answer", {"choice": "approve"}).status_code == 302
+    decision.refresh_from_db()
+    assert decision.outcome["verified"] == "session"
+
+
+@pytest.mark.parametrize(
+    "next_path", ["https://evil.example/", "//evil.example", "/admin/", "/inbox/../admin"]
+)
+def test_a_sign_in_link_never_leads_off_the_portal(client, mailoutbox, acme_key, next_path):
+    ask(acme_key, approvers=[ALICE], action="Refund")
+    client.post("/inbox/sign-in", {"address": ALICE, "next": next_path})
+    response = client.post(f"/inbox/sign-in/{sign_in_token(mailoutbox, ALICE)}")
+    assert response["Location"] == "/inbox"
