@@ -7,6 +7,7 @@ are written last in each transaction, in one batch (see audit_record_many for wh
 
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import logging
 from datetime import datetime, timedelta
@@ -498,9 +499,9 @@ def ask(decision: Decision, recipients, *, stage: int, level: int, settings=None
     forbids it; `settings`: the organization's create settings when the caller holds them."""
     if settings is None:
         settings = create_settings(Organization.objects.get(pk=decision.organization_id))
-    recipients = _delegated(decision, recipients, settings.delegations, stage)
     if decision.requested_by:  # the requester is never asked to approve their own decision
         recipients = [r for r in recipients if r.address.lower() != decision.requested_by]
+    recipients = _delegated(decision, recipients, settings.delegations, stage)
     requests = ApprovalRequest.objects.bulk_create(
         ApprovalRequest(
             decision=decision,
@@ -527,7 +528,13 @@ def ask(decision: Decision, recipients, *, stage: int, level: int, settings=None
 def _delegated(decision: Decision, recipients, delegations: dict, stage: int) -> list:
     if not delegations:
         return recipients
-    recipients = delegated(recipients, delegations, timezone.now())
+    recipients = [
+        # Never delegated to the requester: the away approver is asked after all.
+        dataclasses.replace(r, address=r.on_behalf_of, on_behalf_of="")
+        if r.on_behalf_of and r.address == decision.requested_by
+        else r
+        for r in delegated(recipients, delegations, timezone.now())
+    ]
     if not any(r.on_behalf_of for r in recipients):
         return recipients
     # A delegate may already be asked in this stage (in their own right, or for someone else).

@@ -157,3 +157,11 @@ def test_an_admin_sets_a_delegation_through_the_same_checks(admin_client, acme_k
     refused = admin_client.post("/admin/portal/delegation/add/", {**form, "address": BOB, "delegate": ALICE})
     assert refused.status_code == 200
     assert "already delegates to you" in refused.content.decode()
+
+
+def test_an_ask_is_never_delegated_to_the_requester(alice, api):
+    alice.post("/inbox/away", {"until": tomorrow_local(), "tz": "UTC", "delegate": BOB})
+    created = api.post(
+        "/decisions", {"action": "Bob's own wire", "approver": ALICE, "requested_by": BOB}, format="json"
+    ).json()
+    assert [(r["address"], r["on_behalf_of"]) for r in created["requests"]] == [(ALICE, None)]
