@@ -57,12 +57,12 @@ def _asked(request) -> str:
 
 
 def decision_row(decision, requests: list, creator: str) -> list[str]:
-    outcome = decision.outcome or {}
+    outcome = decision.resolution
     notified = [r.notified_at for r in requests if r.notified_at]
     first_asked = min(notified, default=None)
     answered_at = decision.resolved_at if outcome else None
     to_answer = ""
-    if answered_at and first_asked and outcome.get("via") not in NOT_A_PERSON:
+    if answered_at and first_asked and outcome.via not in NOT_A_PERSON:
         to_answer = f"{(answered_at - first_asked).total_seconds():.0f}"
     requested_by = decision.metadata.get("requested_by") if isinstance(decision.metadata, dict) else None
     cells = [
@@ -75,10 +75,10 @@ def decision_row(decision, requests: list, creator: str) -> list[str]:
         _when(first_asked),
         str(len({r.level for r in requests if r.level})),
         decision.status,
-        str(outcome.get("by") or ""),
-        str(outcome.get("via") or ""),
-        str(outcome.get("choice") or ""),
-        str(outcome.get("note") or ""),
+        str((outcome and outcome.by) or ""),
+        str((outcome and outcome.via) or ""),
+        str((outcome and outcome.choice) or ""),
+        str((outcome and outcome.note) or ""),
         _when(answered_at),
         to_answer,
         str((decision.policy or {}).get("name") or ""),

@@ -31,12 +31,12 @@ EVENTS_PER_DECISION = 10
 # A template decision made by the real service (so every column the model has is filled),
 # in an organization of its own; the bench organization's decisions are copies of it.
 TEMPLATE = """
-from decisions.services import decision_create
+from decisions.services import DecisionSpec, decision_create
 from organizations.services import api_key_create, organization_get_or_create
 org, _ = organization_get_or_create(slug="template")
 key, _ = api_key_create(organization=org, scopes=["decisions"])
 stages = [{"approvers": ["alice@example.com"], "quorum": "any"}]
-decision, _ = decision_create(api_key=key, action="template", stages=stages)
+decision, _ = decision_create(api_key=key, spec=DecisionSpec(action="template", stages=stages))
 print(decision.pk)
 """
 

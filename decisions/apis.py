@@ -70,8 +70,7 @@ class DecisionListCreateApi(APIView):
             api_key=request.auth,
             idempotency_key=idempotency_key,
             fingerprint=services.request_fingerprint(request.data),
-            explicit=frozenset(request.data),
-            **serializer.validated_data,
+            spec=serializer.to_spec(explicit=frozenset(request.data)),
         )
         # The service's own objects: the insert returned the JSON as stored (StoredJSONField)
         # and a new decision carries its requests, so this reads exactly as a later GET.

@@ -2,7 +2,7 @@
 endpoint, its API-key auth and rate limit are broker/mcp_http.py).
 
 The tools are a face of the decision API, like decisions/apis.py: they validate with the
-API's own serializer and go through decisions/services.py, and they wait for answers on the
+API's own serializer and go through decisions/services/, and they wait for answers on the
 long-poll's hub (decisions/waiting.py), holding no thread and no database connection.
 
 The tool surface — names, argument schemas, answers — is the one the Python SDK's stdio
@@ -289,7 +289,7 @@ def tool_error(code: str, message: str, fields: dict[str, Any] | None = None) ->
 # <<< shared tool surface
 
 
-# --- the service's tools, over decisions/services.py --------------------------------------
+# --- the service's tools, over decisions/services/ --------------------------------------
 
 
 def _in_a_thread(function):
@@ -330,8 +330,7 @@ def _create(api_key: ApiKey, body: dict[str, Any], idempotency_key: str | None) 
             api_key=api_key,
             idempotency_key=idempotency_key,
             fingerprint=services.request_fingerprint(body),
-            explicit=frozenset(body),
-            **serializer.validated_data,
+            spec=serializer.to_spec(explicit=frozenset(body)),
         )
         return _as_json(
             selectors.decision_get(organization_id=api_key.organization_id, decision_id=decision.pk)

@@ -4,6 +4,7 @@ from django.utils import timezone
 
 from decisions.addresses import parse_address
 from decisions.ids import new_decision_id
+from decisions.outcomes import Outcome
 
 
 class Status(models.TextChoices):
@@ -77,7 +78,7 @@ class StoredJSONField(models.JSONField):
 
 class Decision(models.Model):
     """One action put to people for sign-off. Its status moves once, from pending to a final
-    state, and only through the compare-and-set updates in decisions/services.py."""
+    state, and only through the compare-and-set updates in decisions/services/."""
 
     id = models.CharField(primary_key=True, max_length=40, default=new_decision_id, editable=False)
     organization = models.ForeignKey(
@@ -146,6 +147,11 @@ class Decision(models.Model):
     @property
     def is_pending(self) -> bool:
         return self.status == Status.PENDING
+
+    @property
+    def resolution(self) -> Outcome | None:
+        """How it was resolved (`outcome`, typed); None while it is pending."""
+        return Outcome.from_json(self.outcome) if self.outcome else None
 
 
 class ApprovalRequest(models.Model):

@@ -12,6 +12,7 @@ from broker.fields import JSONObjectField, StrictBooleanField, StrictCharField, 
 from broker.schema import SchemaRules
 from decisions.addresses import ADDRESS_PATTERN, EMAIL_PATTERN, MAX_ADDRESS_LENGTH, parse_address
 from decisions.models import Decision, OnTimeout, ResponseType, Status, Urgency, Verification
+from decisions.specs import DecisionSpec
 from notifications.ssrf import check_callback_url
 
 MAX_APPROVERS = 50
@@ -322,6 +323,10 @@ class DecisionCreateInput(StrictSerializer):
         data["response_type"] = data.pop("response")
         return data
 
+    def to_spec(self, *, explicit: frozenset[str]) -> DecisionSpec:
+        """The validated request as decision_create takes it; `explicit`: the fields the agent sent."""
+        return DecisionSpec(explicit=explicit, **self.validated_data)
+
 
 class DecisionListFilters(StrictSerializer):
     status = serializers.ChoiceField(choices=Status.choices, required=False)
@@ -435,7 +440,8 @@ class DecisionOutput(serializers.ModelSerializer):
         return decision.outcome
 
     def get_response_notes(self, decision: Decision) -> str | None:
-        return (decision.outcome or {}).get("note")
+        outcome = decision.resolution
+        return outcome.note if outcome else None
 
     @extend_schema_field(ApprovalRequestOutput(many=True))
     def get_requests(self, decision: Decision) -> list[dict]:

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from decisions.clock import fire_due
+from decisions.services.tick import fire_due
 
 
 @shared_task(name="decisions.clock_tick")

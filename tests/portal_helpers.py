@@ -6,7 +6,7 @@ import pytest
 
 from broker.celery import app as celery_app
 from decisions.models import Decision
-from decisions.services import decision_create
+from decisions.services import DecisionSpec, decision_create
 
 SIGN_IN_LINK = re.compile(r"https?://[^\s\"<>]+/inbox/sign-in/([A-Za-z0-9_\-]+)")
 
@@ -16,9 +16,8 @@ def ask(api_key, *, approvers, action: str, quorum="any", **fields) -> Decision:
     # As a request would: the key's organization as committed now (its settings_version tells
     # create_settings whether the rules and delegations it holds are current).
     api_key[0].organization.refresh_from_db()
-    decision, created = decision_create(
-        api_key=api_key[0], action=action, stages=[{"approvers": list(approvers), "quorum": quorum}], **fields
-    )
+    spec = DecisionSpec(action=action, stages=[{"approvers": list(approvers), "quorum": quorum}], **fields)
+    decision, created = decision_create(api_key=api_key[0], spec=spec)
     assert created
     return decision
 

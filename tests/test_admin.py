@@ -7,6 +7,7 @@ import io
 import re
 from types import SimpleNamespace
 
+import factory
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
@@ -18,11 +19,12 @@ from audit.guard import guard_lifted
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.selectors import sealed_events
 from decisions.models import ApprovalRequest, ApproverGroup, Policy, Status
-from decisions.services import decision_answer, decision_create
+from decisions.services import DecisionSpec, decision_answer, decision_create
 from notifications.models import Delivery
 from organizations.models import ApiKey, WebhookSecret
 from organizations.services import webhook_secret_current
 from tests.conftest import ALICE, BOB, client_for
+from tests.factories import DecisionFactory
 from tests.helpers import seal
 
 # The audit pages export and verify the sealed trail, and sealing links only committed events.
@@ -31,15 +33,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 CALLBACK_URL = "https://agent.example.com/hooks/countersign"
 
 
-def ask(api_key, action: str = "Refund order #1042", **fields):
-    decision, _ = decision_create(
-        api_key=api_key,
-        action=action,
-        details={"amount": 120},
-        stages=[{"approvers": [ALICE, BOB], "quorum": "any"}],
-        **fields,
-    )
-    return decision
+class Refund(DecisionFactory):
+    details = factory.Dict({"amount": 120})
+
+    class Params:
+        approvers = (ALICE, BOB)
 
 
 def approve(decision, address: str = ALICE, note: str = "fine"):
@@ -71,8 +69,8 @@ def world(acme_key):
         action=Policy.Action.APPROVE,
         conditions=[{"field": "details.amount", "op": "lt", "value": 50}],
     )
-    approved = approve(ask(acme_key[0], "Refund order #1042", callback_url=CALLBACK_URL))
-    pending = ask(acme_key[0], "Deploy release 4.2")
+    approved = approve(Refund(api_key=acme_key[0], action="Refund order #1042", callback_url=CALLBACK_URL))
+    pending = Refund(api_key=acme_key[0], action="Deploy release 4.2")
     seal()
     return SimpleNamespace(
         acme=acme,
@@ -187,8 +185,9 @@ def test_the_decision_page_shows_requests_answers_deliveries_and_trail(admin_cli
 def test_decisions_filter_by_status_and_search_by_approver(admin_client, world, globex_key):
     carols = decision_create(
         api_key=globex_key[0],
-        action="Globex payroll",
-        stages=[{"approvers": ["carol@example.com"], "quorum": "any"}],
+        spec=DecisionSpec(
+            action="Globex payroll", stages=[{"approvers": ["carol@example.com"], "quorum": "any"}]
+        ),
     )[0]
     changelist = reverse("admin:decisions_decision_changelist")
 
@@ -413,7 +412,8 @@ def test_the_audit_trail_is_read_only_even_for_a_superuser(admin_client, world):
 
 def test_export_csv_exports_the_filtered_selection(admin_client, world, globex_key):
     decision_create(
-        api_key=globex_key[0], action="Globex payroll", stages=[{"approvers": [ALICE], "quorum": "any"}]
+        api_key=globex_key[0],
+        spec=DecisionSpec(action="Globex payroll", stages=[{"approvers": [ALICE], "quorum": "any"}]),
     )
     url = reverse("admin:audit_auditevent_export")
     seal()

@@ -21,10 +21,11 @@ from audit.models import AuditEvent
 from decisions.display import deadline_phrase
 from decisions.links import TEXT_ANSWER, read_link
 from decisions.models import ApprovalRequest, Decision
-from decisions.services import decision_answer, decision_create
+from decisions.services import decision_answer
 from notifications.models import Delivery
 from notifications.services import delivery_attempt
 from tests.conftest import ALICE, BOB
+from tests.factories import DecisionFactory
 
 ACTION = "Refund order #1042 for €1,200"
 CONTEXT = "The customer was charged twice.\nBoth charges are on the statement."
@@ -34,16 +35,11 @@ DETAILS = {"amount": 1200, "currency": "EUR", "customer": "Jane Doe"}
 # --- helpers ------------------------------------------------------------------------------
 
 
-def ask(acme_key, *, approvers=(ALICE,), **fields) -> Decision:
-    fields.setdefault("action", ACTION)
-    fields.setdefault("context", CONTEXT)
-    fields.setdefault("details", DETAILS)
-    fields.setdefault("timeout_minutes", 30)
-    decision, created = decision_create(
-        api_key=acme_key[0], stages=[{"approvers": list(approvers), "quorum": "any"}], **fields
-    )
-    assert created
-    return decision
+class Refund(DecisionFactory):
+    action = ACTION
+    context = CONTEXT
+    details = DETAILS
+    timeout_minutes = 30
 
 
 def delivery_for(decision: Decision, address: str = ALICE) -> Delivery:
@@ -120,7 +116,7 @@ def test_alices_email_has_a_text_and_an_html_part_naming_the_action_and_showing_
     acme_key, mailoutbox
 ):
     # given
-    decision = ask(acme_key, urgency="high")
+    decision = Refund(api_key=acme_key[0], urgency="high")
 
     # when
     send(decision)
@@ -149,7 +145,7 @@ def test_alices_email_has_a_text_and_an_html_part_naming_the_action_and_showing_
 
 def test_the_html_part_is_styled_inline_and_carries_no_script(acme_key, mailoutbox):
     # WHY: mail clients strip <style> blocks and never run scripts; what is not inline is lost.
-    send(ask(acme_key))
+    send(Refund(api_key=acme_key[0]))
 
     html = html_part(mailoutbox[0])
     assert "<script" not in html.lower()
@@ -160,7 +156,7 @@ def test_the_html_part_is_styled_inline_and_carries_no_script(acme_key, mailoutb
 
 def test_the_deadline_reads_relative_and_exact_in_utc(acme_key, mailoutbox):
     # given: 30 minutes to answer
-    decision = ask(acme_key, timeout_minutes=30)
+    decision = Refund(api_key=acme_key[0], timeout_minutes=30)
 
     # when
     send(decision)
@@ -188,7 +184,7 @@ def test_deadline_wording(expires_in, phrase):
 
 
 def test_a_critical_request_says_so_first_in_the_subject(acme_key, mailoutbox):
-    send(ask(acme_key, urgency="critical"))
+    send(Refund(api_key=acme_key[0], urgency="critical"))
 
     message = mailoutbox[0]
     assert message.subject == f"[Critical] Approval needed: {ACTION}"
@@ -197,7 +193,7 @@ def test_a_critical_request_says_so_first_in_the_subject(acme_key, mailoutbox):
 
 def test_the_subject_is_one_line_even_when_the_action_holds_newlines(acme_key, mailoutbox):
     # WHY: a newline in a header would let the agent's text add headers (Bcc: …) to the message.
-    send(ask(acme_key, action="Refund order #1042\r\nBcc: mallory@example.com\nX-Evil: 1"))
+    send(Refund(api_key=acme_key[0], action="Refund order #1042\r\nBcc: mallory@example.com\nX-Evil: 1"))
 
     message = mailoutbox[0]
     assert message.subject == "Approval needed: Refund order #1042 Bcc: mallory@example.com X-Evil: 1"
@@ -212,7 +208,7 @@ def test_the_subject_is_one_line_even_when_the_action_holds_newlines(acme_key, m
 
 def test_both_parts_carry_one_link_per_option_bound_to_alices_request_and_that_choice(acme_key, mailoutbox):
     # given
-    decision = ask(acme_key, approvers=(ALICE, BOB))
+    decision = Refund(api_key=acme_key[0], approvers=(ALICE, BOB))
 
     # when
     send(decision, ALICE)
@@ -236,7 +232,7 @@ def test_both_parts_carry_one_link_per_option_bound_to_alices_request_and_that_c
 def test_the_links_use_the_public_base_url(acme_key, mailoutbox, settings):
     settings.PUBLIC_BASE_URL = "https://approve.acme.example"
 
-    send(ask(acme_key))
+    send(Refund(api_key=acme_key[0]))
 
     urls = [url for _, url in text_links(mailoutbox[0])]
     assert urls
@@ -246,7 +242,7 @@ def test_the_links_use_the_public_base_url(acme_key, mailoutbox, settings):
 def test_custom_options_get_one_button_each_in_their_order(acme_key, mailoutbox):
     # given
     options = ["approve", "escalate to legal", "deny"]
-    decision = ask(acme_key, options=options)
+    decision = Refund(api_key=acme_key[0], options=options)
 
     # when
     send(decision)
@@ -264,7 +260,9 @@ def test_custom_options_get_one_button_each_in_their_order(acme_key, mailoutbox)
 
 def test_a_text_response_gets_one_answer_link(acme_key, mailoutbox):
     # given: a clarifying question, answered in words
-    decision = ask(acme_key, action="Which warehouse should ship order #1042?", response_type="text")
+    decision = Refund(
+        api_key=acme_key[0], action="Which warehouse should ship order #1042?", response_type="text"
+    )
 
     # when
     send(decision)
@@ -281,7 +279,7 @@ def test_a_text_response_gets_one_answer_link(acme_key, mailoutbox):
 
 def test_each_approver_gets_links_of_their_own(acme_key, mailoutbox):
     # given
-    decision = ask(acme_key, approvers=(ALICE, BOB))
+    decision = Refund(api_key=acme_key[0], approvers=(ALICE, BOB))
 
     # when
     send(decision, ALICE)
@@ -302,8 +300,8 @@ def test_each_approver_gets_links_of_their_own(acme_key, mailoutbox):
 def test_html_and_script_from_the_agent_are_escaped_in_the_html_part(acme_key, mailoutbox):
     # given: an agent (or whoever wrote what it summarises) puts markup in every field
     send(
-        ask(
-            acme_key,
+        Refund(
+            api_key=acme_key[0],
             action="<script>alert('action')</script> refund",
             context='<img src=x onerror="alert(1)"> see <a href="https://evil.example">here</a>',
             details={"<b>customer</b>": "<script>alert('detail')</script>", "note": "a & b"},
@@ -331,7 +329,7 @@ def test_html_and_script_from_the_agent_are_escaped_in_the_html_part(acme_key, m
 
 def test_a_delivery_attempt_sends_the_email_and_audits_notification_sent(acme_key, mailoutbox):
     # given
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
 
     # when
     delivery = send(decision)
@@ -356,7 +354,7 @@ def test_a_delivery_attempt_sends_the_email_and_audits_notification_sent(acme_ke
 
 def test_a_second_attempt_for_the_same_delivery_sends_nothing_more(acme_key, mailoutbox):
     # WHY: a redelivered task (or the sweep) may run the attempt twice; alice gets one email.
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     send(decision)
 
     send(decision)
@@ -367,7 +365,7 @@ def test_a_second_attempt_for_the_same_delivery_sends_nothing_more(acme_key, mai
 
 def test_no_email_goes_out_for_a_decision_resolved_before_its_turn(acme_key, mailoutbox):
     # given: bob answered before alice's email left the outbox
-    decision = ask(acme_key, approvers=(ALICE, BOB))
+    decision = Refund(api_key=acme_key[0], approvers=(ALICE, BOB))
     decision_answer(request_id=decision.requests.get(address=BOB).pk, choice="approve", via="api")
 
     # when
@@ -429,7 +427,7 @@ def test_a_recipient_the_smtp_server_refuses_fails_the_delivery_at_once_with_the
     acme_key, refusing_smtp_server
 ):
     # given
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
 
     # when
     delivery = send(decision)
@@ -538,7 +536,7 @@ def postmark_complaint(message_id: str) -> dict:
 @pytest.mark.urls("tests.anymail_urls")
 def test_the_providers_message_id_is_kept_and_a_delivered_event_is_audited(acme_key, anymail_provider):
     # given
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     message_id = anymail_provider(decision)
 
     # when
@@ -555,7 +553,7 @@ def test_the_providers_message_id_is_kept_and_a_delivered_event_is_audited(acme_
 
 @pytest.mark.urls("tests.anymail_urls")
 def test_a_bounce_and_a_complaint_are_audited_with_the_providers_description(acme_key, anymail_provider):
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     message_id = anymail_provider(decision)
 
     assert post_webhook(postmark_bounce(message_id)).status_code == 200
@@ -574,7 +572,7 @@ def test_a_bounce_and_a_complaint_are_audited_with_the_providers_description(acm
 @pytest.mark.urls("tests.anymail_urls")
 def test_the_same_bounce_posted_twice_is_recorded_once(acme_key, anymail_provider):
     # WHY: providers retry webhooks they think failed; the trail must not show two bounces.
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     message_id = anymail_provider(decision)
 
     first = post_webhook(postmark_bounce(message_id))
@@ -587,7 +585,7 @@ def test_the_same_bounce_posted_twice_is_recorded_once(acme_key, anymail_provide
 @pytest.mark.urls("tests.anymail_urls")
 def test_the_same_delivered_event_posted_twice_is_recorded_once(acme_key, anymail_provider):
     # Postmark's Delivery events carry no event ID of their own, unlike its bounces.
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     message_id = anymail_provider(decision)
 
     first = post_webhook(postmark_delivery(message_id))
@@ -599,7 +597,7 @@ def test_the_same_delivered_event_posted_twice_is_recorded_once(acme_key, anymai
 
 @pytest.mark.urls("tests.anymail_urls")
 def test_an_event_for_a_message_we_did_not_send_records_nothing(acme_key, anymail_provider):
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     anymail_provider(decision)
     before = AuditEvent.objects.count()
 
@@ -616,7 +614,7 @@ def test_a_webhook_with_the_wrong_basic_auth_is_rejected_and_records_nothing(
     acme_key, anymail_provider, auth
 ):
     # given: whoever knows the URL but not the secret tries to forge a bounce into the trail
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     message_id = anymail_provider(decision)
     before = AuditEvent.objects.count()
 
@@ -631,7 +629,7 @@ def test_a_webhook_with_the_wrong_basic_auth_is_rejected_and_records_nothing(
 
 @pytest.mark.urls("tests.anymail_urls")
 def test_a_webhook_without_any_credentials_is_rejected(acme_key, anymail_provider):
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     message_id = anymail_provider(decision)
 
     response = Client().post(

@@ -12,6 +12,7 @@ import re
 from datetime import UTC, timedelta
 from urllib.parse import urlencode, urlsplit
 
+import factory
 import pytest
 from django.core import signing
 from django.test import Client
@@ -21,10 +22,11 @@ from audit.models import AuditEvent
 from decisions import links
 from decisions.links import link_token
 from decisions.models import ApprovalRequest, Decision
-from decisions.services import decision_cancel, decision_create
+from decisions.services import decision_cancel
 from notifications.models import Delivery
 from notifications.services import delivery_attempt
 from tests.conftest import ALICE, BOB, CAROL
+from tests.factories import DecisionFactory
 
 ACTION = "Refund order #1042 for €1,200"
 BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Safari/605.1.15"
@@ -33,14 +35,14 @@ BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Saf
 # --- helpers ------------------------------------------------------------------------------
 
 
-def ask(acme_key, *, approvers=(ALICE, BOB), quorum="any", **fields) -> Decision:
-    fields.setdefault("action", ACTION)
-    fields.setdefault("details", {"amount": 1200, "currency": "EUR"})
-    decision, created = decision_create(
-        api_key=acme_key[0], stages=[{"approvers": list(approvers), "quorum": quorum}], **fields
-    )
-    assert created
-    return decision
+class Refund(DecisionFactory):
+    """What these tests ask: alice and bob, either may approve."""
+
+    action = ACTION
+    details = factory.Dict({"amount": 1200, "currency": "EUR"})
+
+    class Params:
+        approvers = (ALICE, BOB)
 
 
 def emailed_links(decision: Decision, address: str, mailoutbox) -> dict[str, str]:
@@ -161,8 +163,8 @@ FORGED = {
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_a_token_we_did_not_make_gets_a_404_page_and_changes_nothing(acme_key, mailoutbox, forge, method):
     # given: alice's real approve link, and a link for another decision to splice from
-    decision = ask(acme_key)
-    other = ask(acme_key, action="Refund order #2077")
+    decision = Refund(api_key=acme_key[0])
+    other = Refund(api_key=acme_key[0], action="Refund order #2077")
     token = emailed_links(decision, ALICE, mailoutbox)["Approve"].removeprefix("/a/")
     other_token = emailed_links(other, ALICE, mailoutbox)["Approve"].removeprefix("/a/")
     before = snapshot(decision), snapshot(other)
@@ -192,8 +194,8 @@ def test_a_path_that_is_not_a_token_at_all_is_a_404_page_too(db, path):
 def test_a_signed_claim_naming_alices_request_under_another_decision_is_a_404(acme_key, mailoutbox):
     # WHY: even a token the server did sign (a bug elsewhere, a leaked key rotation) must not
     # let alice's request answer a decision it does not belong to.
-    decision = ask(acme_key)
-    other = ask(acme_key, action="Refund order #2077")
+    decision = Refund(api_key=acme_key[0])
+    other = Refund(api_key=acme_key[0], action="Refund order #2077")
     alice = request_of(decision, ALICE)
     moved = signing.dumps({"r": alice.pk, "d": other.id, "c": "approve"}, salt=links._SALT, compress=True)
     before = snapshot(decision), snapshot(other)
@@ -208,7 +210,7 @@ def test_a_signed_claim_naming_alices_request_under_another_decision_is_a_404(ac
 
 
 def test_a_signed_claim_for_a_request_that_does_not_exist_is_a_404(acme_key):
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     missing = signing.dumps({"r": 999_999, "d": decision.id, "c": "approve"}, salt=links._SALT, compress=True)
 
     assert_html_page(browser().get(f"/a/{missing}"), 404)
@@ -226,7 +228,7 @@ def test_a_signed_claim_for_a_request_that_does_not_exist_is_a_404(acme_key):
     ],
 )
 def test_a_signed_link_for_a_choice_the_decision_does_not_offer_is_a_404(acme_key, fields, choice):
-    decision = ask(acme_key, **fields)
+    decision = Refund(api_key=acme_key[0], **fields)
     token = link_token(request_of(decision, ALICE), choice)
     before = snapshot(decision)
 
@@ -237,7 +239,7 @@ def test_a_signed_link_for_a_choice_the_decision_does_not_offer_is_a_404(acme_ke
 
 def test_a_link_whose_option_was_withdrawn_is_a_404(acme_key, mailoutbox):
     # given: alice got an "Escalate to legal" button, then the option was taken off the decision
-    decision = ask(acme_key, options=["approve", "deny", "escalate to legal"])
+    decision = Refund(api_key=acme_key[0], options=["approve", "deny", "escalate to legal"])
     escalate = emailed_links(decision, ALICE, mailoutbox)["Escalate to legal"]
     Decision.objects.filter(pk=decision.pk).update(options=["approve", "deny"])
     before = snapshot(decision)
@@ -255,7 +257,7 @@ def test_a_link_used_again_after_answering_shows_who_decided_what_and_when_and_c
     acme_key, mailoutbox
 ):
     # given: alice approved, which settled it (quorum any)
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     alice_links = emailed_links(decision, ALICE, mailoutbox)
     assert confirm(alice_links["Approve"], note="Checked the statement").status_code == 200
     settled = snapshot(decision)
@@ -281,7 +283,7 @@ def test_a_link_used_again_after_answering_shows_who_decided_what_and_when_and_c
 
 def test_alices_second_answer_while_others_are_still_asked_is_refused(acme_key, mailoutbox):
     # given: everyone must approve; alice has, bob has not
-    decision = ask(acme_key, quorum="all")
+    decision = Refund(api_key=acme_key[0], quorum="all")
     alice_links = emailed_links(decision, ALICE, mailoutbox)
     assert confirm(alice_links["Approve"]).status_code == 200
     before = snapshot(decision)
@@ -305,7 +307,7 @@ def test_alices_second_answer_while_others_are_still_asked_is_refused(acme_key, 
 
 def test_a_link_of_an_expired_decision_says_so_and_cannot_answer(acme_key, mailoutbox):
     # given: the deadline passed a moment ago; the clock has not resolved it yet
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
     expired_at = timezone.now() - timedelta(seconds=1)
     Decision.objects.filter(pk=decision.pk).update(expires_at=expired_at)
@@ -330,7 +332,7 @@ def test_a_link_of_an_expired_decision_says_so_and_cannot_answer(acme_key, mailo
 
 def test_a_link_of_a_cancelled_decision_shows_the_agent_cancelled_it_and_cannot_answer(acme_key, mailoutbox):
     # given: the agent withdrew the request after alice's email went out
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
     decision_cancel(decision=decision, actor=acme_key[0].actor)
     cancelled_at = Decision.objects.get(pk=decision.pk).resolved_at
@@ -354,7 +356,7 @@ def test_a_link_of_a_cancelled_decision_shows_the_agent_cancelled_it_and_cannot_
 
 def test_alices_link_after_bob_approved_shows_bobs_answer_and_cannot_answer(acme_key, mailoutbox):
     # given: alice and bob were both asked (any one suffices); bob approved first
-    decision = ask(acme_key, approvers=(ALICE, BOB, CAROL))
+    decision = Refund(api_key=acme_key[0], approvers=(ALICE, BOB, CAROL))
     alice_links = emailed_links(decision, ALICE, mailoutbox)
     bob_links = emailed_links(decision, BOB, mailoutbox)
     assert confirm(bob_links["Approve"], note="Fine by me").status_code == 200
@@ -381,7 +383,7 @@ def test_alices_link_after_bob_approved_shows_bobs_answer_and_cannot_answer(acme
 
 def test_alices_link_answers_only_for_alice(acme_key, mailoutbox):
     # given: all three must approve
-    decision = ask(acme_key, approvers=(ALICE, BOB, CAROL), quorum="all")
+    decision = Refund(api_key=acme_key[0], approvers=(ALICE, BOB, CAROL), quorum="all")
     approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
 
     # when

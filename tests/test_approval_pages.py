@@ -15,13 +15,13 @@ import pytest
 from django.test import Client
 
 from audit.models import AuditEvent
-from decisions import services
 from decisions.models import ApprovalRequest, Decision
-from decisions.services import MAX_NOTE_LENGTH, decision_create
+from decisions.services import MAX_NOTE_LENGTH, link_views
 from notifications import dev_outbox
 from notifications.models import Delivery
 from notifications.services import delivery_attempt
 from tests.conftest import ALICE, BOB, CAROL
+from tests.factories import DecisionFactory
 from tests.helpers import race
 
 ACTION = "Refund order #1042 for €1,200"
@@ -38,16 +38,14 @@ SCANNERS = [
 # --- helpers ------------------------------------------------------------------------------
 
 
-def ask(acme_key, *, approvers=(ALICE, BOB), quorum="any", **fields) -> Decision:
-    fields.setdefault("action", ACTION)
-    fields.setdefault("context", CONTEXT)
-    fields.setdefault("details", DETAILS)
-    fields.setdefault("timeout_minutes", 30)
-    decision, created = decision_create(
-        api_key=acme_key[0], stages=[{"approvers": list(approvers), "quorum": quorum}], **fields
-    )
-    assert created
-    return decision
+class Refund(DecisionFactory):
+    action = ACTION
+    context = CONTEXT
+    details = DETAILS
+    timeout_minutes = 30
+
+    class Params:
+        approvers = (ALICE, BOB)
 
 
 def emailed(decision: Decision, address: str, mailoutbox):
@@ -140,7 +138,7 @@ def test_a_scanner_opening_every_link_three_times_answers_nothing_and_is_recorde
     acme_key, mailoutbox, scanner
 ):
     # given: alice's and bob's emails, each with an approve and a deny link in both parts
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     paths = [
         path for address in (ALICE, BOB) for path in all_link_paths(emailed(decision, address, mailoutbox))
     ]
@@ -176,7 +174,7 @@ def test_a_scanner_opening_every_link_three_times_answers_nothing_and_is_recorde
 
 def test_a_bot_opening_a_link_80_times_in_a_minute_leaves_one_event(acme_key, mailoutbox):
     # given
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
     bot = browser(SCANNERS[0])
 
@@ -191,8 +189,8 @@ def test_a_bot_opening_a_link_80_times_in_a_minute_leaves_one_event(acme_key, ma
 
 def test_the_first_view_of_a_later_window_carries_the_views_counted_since(acme_key, mailoutbox, monkeypatch):
     # given: a one-second window, so the test need not wait a minute
-    monkeypatch.setattr(services, "LINK_VIEW_WINDOW_SECONDS", 1)
-    decision = ask(acme_key)
+    monkeypatch.setattr(link_views, "LINK_VIEW_WINDOW_SECONDS", 1)
+    decision = Refund(api_key=acme_key[0])
     approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
     bot = browser(SCANNERS[1])
     for _ in range(5):
@@ -211,7 +209,7 @@ def test_the_first_view_of_a_later_window_carries_the_views_counted_since(acme_k
 
 def test_each_link_and_each_client_has_its_own_window(acme_key, mailoutbox):
     # given
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     links = emailed_links(decision, ALICE, mailoutbox)
 
     # when: the same link from a browser, a scanner and another address; and the other link
@@ -234,7 +232,7 @@ def test_each_link_and_each_client_has_its_own_window(acme_key, mailoutbox):
 
 def test_while_the_cache_is_down_every_view_is_served_and_recorded(acme_key, mailoutbox, settings):
     # given
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
     # Port 1 on loopback: connection refused at once, like a Redis that is down.
     settings.CACHES = {
@@ -257,7 +255,7 @@ def test_while_the_cache_is_down_every_view_is_served_and_recorded(acme_key, mai
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_views_of_a_link_leave_one_event(acme_key, mailoutbox):
     # given
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
 
     # when: a scanner fetches the link from 12 threads at once
@@ -270,7 +268,7 @@ def test_concurrent_views_of_a_link_leave_one_event(acme_key, mailoutbox):
 
 
 def test_a_head_request_answers_nothing(acme_key, mailoutbox):
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
     before = snapshot(decision)
 
@@ -283,7 +281,7 @@ def test_a_head_request_answers_nothing(acme_key, mailoutbox):
 
 def test_the_confirm_page_links_nowhere_a_scanner_could_follow_to_answer(acme_key, mailoutbox):
     # WHY: a scanner follows links, not forms; the only way to answer is the POST form.
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     html = browser().get(emailed_links(decision, ALICE, mailoutbox)["Approve"]).content.decode()
 
     assert "<a " not in html
@@ -296,7 +294,7 @@ def test_the_confirm_page_links_nowhere_a_scanner_could_follow_to_answer(acme_ke
 
 def test_the_confirm_page_shows_the_decision_and_one_confirm_button_for_the_choice(acme_key, mailoutbox):
     # given
-    decision = ask(acme_key, urgency="high")
+    decision = Refund(api_key=acme_key[0], urgency="high")
     alice_links = emailed_links(decision, ALICE, mailoutbox)
 
     # when
@@ -324,7 +322,7 @@ def test_the_confirm_page_shows_the_decision_and_one_confirm_button_for_the_choi
 
 
 def test_the_deny_link_confirms_deny(acme_key, mailoutbox):
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     response = browser().get(emailed_links(decision, ALICE, mailoutbox)["Deny"])
 
     assert re.findall(r"<button[^>]*>([^<]*)</button>", response.content.decode()) == ["Confirm: Deny"]
@@ -332,7 +330,7 @@ def test_the_deny_link_confirms_deny(acme_key, mailoutbox):
 
 def test_pages_are_never_cached_indexed_or_leaked_in_a_referer(acme_key, mailoutbox):
     # WHY: the URL is the credential.
-    decision = ask(acme_key, quorum="all")
+    decision = Refund(api_key=acme_key[0], quorum="all")
     approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
 
     pages = {
@@ -363,7 +361,7 @@ def test_pages_are_never_cached_indexed_or_leaked_in_a_referer(acme_key, mailout
 
 def test_alice_approves_with_a_note(acme_key, mailoutbox):
     # given
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
 
     # when
@@ -397,7 +395,7 @@ def test_alice_approves_with_a_note(acme_key, mailoutbox):
 
 
 def test_alice_denies(acme_key, mailoutbox):
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     deny = emailed_links(decision, ALICE, mailoutbox)["Deny"]
 
     response = confirm(deny, note="Not without the bank statement.")
@@ -412,7 +410,7 @@ def test_alice_denies(acme_key, mailoutbox):
 
 def test_alice_picks_a_custom_option(acme_key, mailoutbox):
     # given
-    decision = ask(acme_key, options=["approve", "escalate to legal", "deny"])
+    decision = Refund(api_key=acme_key[0], options=["approve", "escalate to legal", "deny"])
     escalate = emailed_links(decision, ALICE, mailoutbox)["Escalate to legal"]
 
     # when
@@ -430,7 +428,9 @@ def test_alice_picks_a_custom_option(acme_key, mailoutbox):
 
 def test_alice_answers_a_question_in_words(acme_key, mailoutbox):
     # given
-    decision = ask(acme_key, action="Which warehouse should ship order #1042?", response_type="text")
+    decision = Refund(
+        api_key=acme_key[0], action="Which warehouse should ship order #1042?", response_type="text"
+    )
     [answer] = emailed_links(decision, ALICE, mailoutbox).values()
 
     # when
@@ -451,7 +451,9 @@ def test_alice_answers_a_question_in_words(acme_key, mailoutbox):
 
 @pytest.mark.parametrize("empty", ["", "   \n  "])
 def test_an_empty_answer_shows_the_form_again_and_stores_nothing(acme_key, mailoutbox, empty):
-    decision = ask(acme_key, action="Which warehouse should ship order #1042?", response_type="text")
+    decision = Refund(
+        api_key=acme_key[0], action="Which warehouse should ship order #1042?", response_type="text"
+    )
     [answer] = emailed_links(decision, ALICE, mailoutbox).values()
     before = snapshot(decision)
 
@@ -467,7 +469,7 @@ def test_an_empty_answer_shows_the_form_again_and_stores_nothing(acme_key, mailo
 
 
 def test_the_approve_page_of_an_editable_decision_offers_the_details_as_fields(acme_key, mailoutbox):
-    decision = ask(acme_key, allow_edit=True)
+    decision = Refund(api_key=acme_key[0], allow_edit=True)
     alice_links = emailed_links(decision, ALICE, mailoutbox)
 
     approve_page = browser().get(alice_links["Approve"]).content.decode()
@@ -481,7 +483,7 @@ def test_the_approve_page_of_an_editable_decision_offers_the_details_as_fields(a
 
 def test_alice_approves_an_edited_amount(acme_key, mailoutbox):
     # given: alice may lower the refund before approving it
-    decision = ask(acme_key, allow_edit=True)
+    decision = Refund(api_key=acme_key[0], allow_edit=True)
     approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
 
     # when: she submits the form with the amount changed, the rest as shown
@@ -507,7 +509,7 @@ def test_alice_approves_an_edited_amount(acme_key, mailoutbox):
 
 
 def test_approving_an_editable_decision_unchanged_approves_the_original(acme_key, mailoutbox):
-    decision = ask(acme_key, allow_edit=True)
+    decision = Refund(api_key=acme_key[0], allow_edit=True)
     approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
 
     response = confirm(approve, detail__amount="1200", detail__currency="EUR", detail__customer="Jane Doe")
@@ -522,7 +524,7 @@ def test_approving_an_editable_decision_unchanged_approves_the_original(acme_key
 def test_an_edited_amount_that_is_not_a_number_shows_the_form_again_and_stores_nothing(
     acme_key, mailoutbox, amount
 ):
-    decision = ask(acme_key, allow_edit=True)
+    decision = Refund(api_key=acme_key[0], allow_edit=True)
     approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
     before = snapshot(decision)
 
@@ -545,7 +547,7 @@ def test_an_edited_amount_that_is_not_a_number_shows_the_form_again_and_stores_n
 )
 def test_a_post_without_the_pages_form_fields_changes_nothing(acme_key, mailoutbox, fields):
     # WHY: a scanner or prefetcher that POSTs blindly must not answer.
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
     before = snapshot(decision)
 
@@ -559,7 +561,7 @@ def test_a_post_without_the_pages_form_fields_changes_nothing(acme_key, mailoutb
 
 def test_a_one_megabyte_note_is_refused_without_echoing_it_back(acme_key, mailoutbox):
     # given
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
     before = snapshot(decision)
     note = "x" * 1_000_000  # the whole form stays just under the 1 MiB body limit
@@ -576,7 +578,7 @@ def test_a_one_megabyte_note_is_refused_without_echoing_it_back(acme_key, mailou
 
 
 def test_a_form_larger_than_one_mebibyte_is_a_413_page(acme_key, mailoutbox):
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
     before = snapshot(decision)
 
@@ -588,7 +590,7 @@ def test_a_form_larger_than_one_mebibyte_is_a_413_page(acme_key, mailoutbox):
 
 
 def test_a_note_at_the_limit_is_kept_whole(acme_key, mailoutbox):
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
 
     response = confirm(approve, note="n" * MAX_NOTE_LENGTH)
@@ -598,7 +600,7 @@ def test_a_note_at_the_limit_is_kept_whole(acme_key, mailoutbox):
 
 
 def test_a_form_with_thousands_of_fields_is_a_400_page(acme_key, mailoutbox):
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
     approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
     before = snapshot(decision)
 
@@ -612,7 +614,7 @@ def test_a_form_with_thousands_of_fields_is_a_400_page(acme_key, mailoutbox):
 def test_a_nul_character_in_what_alice_types_is_refused_not_a_500(acme_key, mailoutbox, field):
     # WHY: PostgreSQL text cannot hold NUL; a stray byte from a paste must be a clear 400.
     fields = {"response_type": "text"} if field == "text" else {}
-    decision = ask(acme_key, **fields)
+    decision = Refund(api_key=acme_key[0], **fields)
     [link, *_] = emailed_links(decision, ALICE, mailoutbox).values()
     before = snapshot(decision)
 
@@ -623,7 +625,7 @@ def test_a_nul_character_in_what_alice_types_is_refused_not_a_500(acme_key, mail
 
 
 def test_a_nul_character_in_an_edited_detail_is_refused_not_a_500(acme_key, mailoutbox):
-    decision = ask(acme_key, allow_edit=True)
+    decision = Refund(api_key=acme_key[0], allow_edit=True)
     approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
     before = snapshot(decision)
 
@@ -635,8 +637,8 @@ def test_a_nul_character_in_an_edited_detail_is_refused_not_a_500(acme_key, mail
 
 def test_markup_from_the_agent_is_escaped_on_every_page(acme_key, mailoutbox):
     # given: markup in the action, the context, the details' keys and values
-    decision = ask(
-        acme_key,
+    decision = Refund(
+        api_key=acme_key[0],
         quorum="all",
         allow_edit=True,
         action="<script>alert('action')</script> refund",
@@ -680,7 +682,7 @@ def test_markup_from_the_agent_is_escaped_on_every_page(acme_key, mailoutbox):
 
 def test_quorum_all_waits_for_everyone_then_approves(acme_key, mailoutbox):
     # given
-    decision = ask(acme_key, quorum="all")
+    decision = Refund(api_key=acme_key[0], quorum="all")
     alice_approve = emailed_links(decision, ALICE, mailoutbox)["Approve"]
     bob_approve = emailed_links(decision, BOB, mailoutbox)["Approve"]
 
@@ -707,7 +709,7 @@ def test_quorum_all_waits_for_everyone_then_approves(acme_key, mailoutbox):
 
 
 def test_under_quorum_all_one_deny_resolves_at_once(acme_key, mailoutbox):
-    decision = ask(acme_key, approvers=(ALICE, BOB, CAROL), quorum="all")
+    decision = Refund(api_key=acme_key[0], approvers=(ALICE, BOB, CAROL), quorum="all")
     assert confirm(emailed_links(decision, ALICE, mailoutbox)["Approve"]).status_code == 200
 
     response = confirm(emailed_links(decision, BOB, mailoutbox)["Deny"], note="No.")
@@ -721,7 +723,7 @@ def test_under_quorum_all_one_deny_resolves_at_once(acme_key, mailoutbox):
 
 def test_two_of_three_approve_and_carols_request_is_closed(acme_key, mailoutbox):
     # given
-    decision = ask(acme_key, approvers=(ALICE, BOB, CAROL), quorum=2)
+    decision = Refund(api_key=acme_key[0], approvers=(ALICE, BOB, CAROL), quorum=2)
     links = {address: emailed_links(decision, address, mailoutbox) for address in (ALICE, BOB, CAROL)}
 
     # when: alice approves (one of two), then bob (two of two)
@@ -779,7 +781,7 @@ def test_the_dev_outbox_is_not_there_without_debug(settings, outbox_dir, db):
 
 def test_with_debug_every_email_is_in_the_dev_outbox_with_working_links(acme_key, mailoutbox, dev_outbox_on):
     # given
-    decision = ask(acme_key)
+    decision = Refund(api_key=acme_key[0])
 
     # when: alice's email goes out
     emailed(decision, ALICE, mailoutbox)
@@ -808,7 +810,7 @@ def test_with_debug_every_email_is_in_the_dev_outbox_with_working_links(acme_key
 
 @pytest.mark.parametrize("name", ["..", "..%2F..%2Fsecret_key", "%2E%2E", "nope"])
 def test_the_dev_outbox_serves_only_its_own_messages(acme_key, mailoutbox, dev_outbox_on, name):
-    emailed(ask(acme_key), ALICE, mailoutbox)
+    emailed(Refund(api_key=acme_key[0]), ALICE, mailoutbox)
 
     response = Client().get(f"/dev/outbox/{name}")
 

@@ -13,6 +13,7 @@ import io
 from collections import Counter
 from urllib.parse import urlencode
 
+import factory
 import pytest
 from django.core.management import call_command
 from django.test import Client
@@ -20,8 +21,8 @@ from django.test import Client
 from audit.models import AuditEvent
 from decisions.links import link_token
 from decisions.models import ApprovalRequest, Decision, Status
-from decisions.services import decision_create
 from tests.conftest import ALICE, BOB, CAROL
+from tests.factories import DecisionFactory
 from tests.helpers import race
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -37,15 +38,9 @@ def _no_publishing(monkeypatch):
     monkeypatch.setattr("notifications.services._publish", lambda delivery_ids: None)
 
 
-def ask(acme_key, approvers, *, quorum="any") -> Decision:
-    decision, created = decision_create(
-        api_key=acme_key[0],
-        action="Refund order #1042 for €1,200",
-        details={"amount": 1200, "currency": "EUR"},
-        stages=[{"approvers": list(approvers), "quorum": quorum}],
-    )
-    assert created
-    return decision
+class Refund(DecisionFactory):
+    action = "Refund order #1042 for €1,200"
+    details = factory.Dict({"amount": 1200, "currency": "EUR"})
 
 
 def link(decision: Decision, address: str, choice: str) -> str:
@@ -86,7 +81,7 @@ def split(results) -> tuple[list, list, list]:
 
 def test_twenty_approvers_clicking_approve_at_once_yield_one_answer(acme_key):
     # given: twenty approvers, any one of whom settles it
-    decision = ask(acme_key, APPROVERS)
+    decision = Refund(api_key=acme_key[0], approvers=APPROVERS)
     paths = {address: link(decision, address, "approve") for address in APPROVERS}
 
     # when: all twenty press confirm at the same moment
@@ -117,7 +112,7 @@ def test_twenty_approvers_clicking_approve_at_once_yield_one_answer(acme_key):
 
 def test_ten_clicks_on_the_same_link_at_once_answer_once(acme_key):
     # given: alice's approve link, opened in ten tabs (or retried by a flaky network)
-    decision = ask(acme_key, [ALICE, BOB])
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE, BOB])
     path = link(decision, ALICE, "approve")
 
     # when
@@ -137,7 +132,7 @@ def test_ten_clicks_on_the_same_link_at_once_answer_once(acme_key):
 
 def test_ten_clicks_on_the_same_link_under_quorum_all_count_as_one_approval(acme_key):
     # given: alice and bob must both approve; alice clicks ten times at once
-    decision = ask(acme_key, [ALICE, BOB], quorum="all")
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE, BOB], quorum="all")
     path = link(decision, ALICE, "approve")
 
     # when
@@ -158,7 +153,7 @@ def test_ten_clicks_on_the_same_link_under_quorum_all_count_as_one_approval(acme
 @pytest.mark.parametrize("round_", range(ROUNDS))
 def test_approve_against_deny_at_once_yields_the_winners_outcome(acme_key, round_):
     # given: alice and bob, any one settles it; alice approves while bob denies
-    decision = ask(acme_key, [ALICE, BOB])
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE, BOB])
     approve = click_confirm(link(decision, ALICE, "approve"), note="alice says yes")
     deny = click_confirm(link(decision, BOB, "deny"), note="bob says no")
 
@@ -184,7 +179,7 @@ def test_approve_against_deny_at_once_yields_the_winners_outcome(acme_key, round
 @pytest.mark.parametrize("round_", range(ROUNDS))
 def test_three_approving_at_once_under_two_of_three_resolve_it_once(acme_key, round_):
     # given: any two of alice, bob and carol must approve
-    decision = ask(acme_key, [ALICE, BOB, CAROL], quorum=2)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE, BOB, CAROL], quorum=2)
 
     # when: all three press approve at once
     results = race(*(click_confirm(link(decision, a, "approve"), note=a) for a in (ALICE, BOB, CAROL)))

@@ -12,9 +12,10 @@ from django.db import transaction
 from audit.chain import GENESIS_HASH
 from audit.selectors import sealed_events
 from audit.services import audit_record
-from decisions.services import decision_answer, decision_create
+from decisions.services import decision_answer
 from organizations.services import api_key_create
 from tests.conftest import ALICE, BOB, client_for
+from tests.factories import DecisionFactory
 from tests.helpers import seal
 
 # The API lists sealed events (audit/sealing.py), and sealing links only committed ones.
@@ -31,13 +32,6 @@ def record(organization, *, at: datetime, event: str = "note.added", actor: str 
     """An event at a known moment, so time filters do not depend on the clock."""
     with patch("audit.services.timezone.now", return_value=at), transaction.atomic():
         return audit_record(organization_id=organization.pk, event=event, actor=actor, **fields)
-
-
-def ask(api_key, action: str = "Refund order #1042", approvers=(ALICE,)):
-    decision, _ = decision_create(
-        api_key=api_key, action=action, stages=[{"approvers": list(approvers), "quorum": "any"}]
-    )
-    return decision
 
 
 def answer(decision, address: str, choice: str = "approve", note: str = ""):
@@ -81,7 +75,7 @@ def auditor(acme):
 
 def test_events_are_the_organizations_whole_trail_in_chain_order(acme_key, auditor):
     # given alice approves a refund
-    decision = ask(acme_key[0])
+    decision = DecisionFactory(api_key=acme_key[0])
     answer(decision, ALICE, note="ok by me")
 
     # when the compliance key reads the trail
@@ -100,7 +94,7 @@ def test_events_are_the_organizations_whole_trail_in_chain_order(acme_key, audit
 
 
 def test_an_event_shows_who_when_what_and_its_parsed_payload(acme_key, auditor):
-    decision = ask(acme_key[0], "Refund order #1042")
+    decision = DecisionFactory(api_key=acme_key[0], action="Refund order #1042")
     answer(decision, ALICE, note="ok by me")
 
     answered = next(e for e in events(auditor) if e["event"] == "decision.answered")
@@ -219,7 +213,10 @@ def test_from_equal_to_to_is_empty_not_an_error(auditor, three_hours):
 
 
 def test_decision_filter_gives_that_decisions_events_only(acme_key, auditor):
-    refund, deploy = ask(acme_key[0], "Refund"), ask(acme_key[0], "Deploy")
+    refund, deploy = (
+        DecisionFactory(api_key=acme_key[0], action="Refund"),
+        DecisionFactory(api_key=acme_key[0], action="Deploy"),
+    )
     answer(refund, ALICE)
 
     results = events(auditor, decision=refund.pk)
@@ -231,7 +228,7 @@ def test_decision_filter_gives_that_decisions_events_only(acme_key, auditor):
 
 
 def test_event_and_actor_filters(acme_key, auditor):
-    decision = ask(acme_key[0], approvers=(ALICE, BOB))
+    decision = DecisionFactory(api_key=acme_key[0], approvers=(ALICE, BOB))
     answer(decision, BOB, choice="deny", note="no")
 
     answered = events(auditor, event="decision.answered")
@@ -249,8 +246,8 @@ def test_event_and_actor_filters(acme_key, auditor):
 
 
 def test_another_organizations_events_are_never_listed(acme_key, globex_key, auditor):
-    ask(acme_key[0], "Acme refund")
-    ask(globex_key[0], "Globex payroll run")
+    DecisionFactory(api_key=acme_key[0], action="Acme refund")
+    DecisionFactory(api_key=globex_key[0], action="Globex payroll run")
 
     results = events(auditor)
 
@@ -264,7 +261,7 @@ def test_another_organizations_events_are_never_listed(acme_key, globex_key, aud
 
 def test_another_organizations_decision_id_is_an_empty_result_not_an_error(acme_key, globex_key, auditor):
     """No leak: Globex's decision looks exactly like one that does not exist."""
-    globex_decision = ask(globex_key[0], "Globex payroll run")
+    globex_decision = DecisionFactory(api_key=globex_key[0], action="Globex payroll run")
 
     response = auditor.get("/audit/events", {"decision": globex_decision.pk})
     unknown = auditor.get("/audit/events", {"decision": "dec_" + "0" * 26})

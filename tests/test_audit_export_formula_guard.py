@@ -12,7 +12,7 @@ import io
 import pytest
 
 from audit.export import BOM, neutralise_cell, restore_cell
-from decisions.services import decision_answer, decision_create
+from decisions.services import DecisionSpec, decision_answer, decision_create
 from organizations.services import api_key_create
 from tests.conftest import ALICE, client_for
 from tests.helpers import seal
@@ -48,7 +48,8 @@ def test_the_export_neutralises_such_cells_wherever_they_are(acme):
     # formulas in the ways the = + - @ check missed
     key, _ = api_key_create(organization=acme, scopes=["decisions"], name="agent")
     decision, _ = decision_create(
-        api_key=key, action="Refund order #1042", stages=[{"approvers": [ALICE], "quorum": "any"}]
+        api_key=key,
+        spec=DecisionSpec(action="Refund order #1042", stages=[{"approvers": [ALICE], "quorum": "any"}]),
     )
     request = decision.requests.get(address=ALICE)
     decision_answer(

@@ -108,7 +108,7 @@ def test_a_chain_already_broken_stays_visibly_broken(at_0004, acme):
 
 
 def test_new_events_after_the_migration_are_sealed_after_the_migrated_ones(at_0004, acme_key):
-    from decisions.services import decision_create
+    from decisions.services import DecisionSpec, decision_create
     from tests.helpers import seal
 
     write_legacy_chain(at_0004, acme_key[0].organization, 2)
@@ -116,8 +116,9 @@ def test_new_events_after_the_migration_are_sealed_after_the_migrated_ones(at_00
 
     decision_create(
         api_key=acme_key[0],
-        action="Refund order #1042",
-        stages=[{"approvers": ["a@example.com"], "quorum": "any"}],
+        spec=DecisionSpec(
+            action="Refund order #1042", stages=[{"approvers": ["a@example.com"], "quorum": "any"}]
+        ),
     )
     seal()
 

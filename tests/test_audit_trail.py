@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 from urllib.parse import quote
 
+import factory
 import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
@@ -34,8 +35,9 @@ from audit.sealing import audit_seal
 from audit.selectors import sealed_events
 from audit.services import audit_record
 from decisions.models import Decision
-from decisions.services import decision_answer, decision_cancel, decision_create
+from decisions.services import decision_answer, decision_cancel
 from tests.conftest import ALICE, BOB
+from tests.factories import DecisionFactory
 from tests.helpers import race, seal
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -47,14 +49,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # --- helpers ------------------------------------------------------------------------------
 
 
-def ask(api_key, *, approvers=(ALICE,), quorum="any", action="Refund order #1042") -> Decision:
-    decision, _ = decision_create(
-        api_key=api_key,
-        action=action,
-        details={"amount": 120, "currency": "EUR"},
-        stages=[{"approvers": list(approvers), "quorum": quorum}],
-    )
-    return decision
+class Refund(DecisionFactory):
+    details = factory.Dict({"amount": 120, "currency": "EUR"})
 
 
 def approve(decision: Decision, address: str) -> Decision:
@@ -94,11 +90,11 @@ def trail(acme_key):
     Sealed after each step, as beat's sealer would (each second), so each step has its own
     signed checkpoint, also written to a directory outside the database."""
     key = acme_key[0]
-    first = ask(key, approvers=(ALICE, BOB))
+    first = Refund(api_key=key, approvers=(ALICE, BOB))
     seal()
     approve(first, ALICE)
     seal()
-    second = ask(key, action="Delete the staging cluster")
+    second = Refund(api_key=key, action="Delete the staging cluster")
     seal()
     decision_cancel(decision=second, actor=key.actor)
     seal()
@@ -267,10 +263,10 @@ def test_sealed_events_form_a_contiguous_hash_chain_anybody_can_recompute(acme, 
 
 def test_two_organizations_have_independent_chains(acme, acme_key, globex, globex_key):
     # given decisions of Acme and Globex, interleaved in time
-    ask(acme_key[0])
-    ask(globex_key[0])
-    ask(acme_key[0])
-    ask(globex_key[0], approvers=(ALICE, BOB))
+    Refund(api_key=acme_key[0])
+    Refund(api_key=globex_key[0])
+    Refund(api_key=acme_key[0])
+    Refund(api_key=globex_key[0], approvers=(ALICE, BOB))
     seal()
 
     for organization in (acme, globex):
@@ -334,7 +330,7 @@ def test_an_event_committed_late_is_sealed_after_the_ones_that_committed_before_
 def test_a_second_sealer_while_one_runs_does_nothing_and_nothing_is_linked_twice(acme_key):
     # given events to seal, and a sealer holding the lock (its transaction still open)
     for n in range(5):
-        ask(acme_key[0], action=f"Refund order #{n}")
+        Refund(api_key=acme_key[0], action=f"Refund order #{n}")
     with transaction.atomic():
         first = audit_seal()
 
@@ -352,7 +348,7 @@ def test_a_second_sealer_while_one_runs_does_nothing_and_nothing_is_linked_twice
 
 def test_a_seal_run_cut_short_is_finished_by_the_next(acme_key):
     for n in range(3):
-        ask(acme_key[0], action=f"Refund order #{n}")
+        Refund(api_key=acme_key[0], action=f"Refund order #{n}")
     total = AuditEvent.objects.count()
 
     assert audit_seal(limit=2).events == 2
@@ -470,7 +466,7 @@ def test_deny_turned_into_approve_with_every_hash_recomputed_fails_against_check
     acme, acme_key, trail, outside
 ):
     # given a decision Alice denied, sealed like everything else
-    denied = ask(acme_key[0], action="Wire $50 000 to a new supplier")
+    denied = Refund(api_key=acme_key[0], action="Wire $50 000 to a new supplier")
     seal()
     request = denied.requests.get(address=ALICE)
     decision_answer(request_id=request.pk, choice="deny", via="email")
@@ -576,7 +572,7 @@ def test_a_forged_checkpoint_is_refused(acme, trail):
 def test_verify_audit_exits_non_zero_as_a_real_process(acme, acme_key):
     # WHY a process: operators and cron run it so, and its exit status is the contract.
     key = acme_key[0]
-    decision = ask(key, approvers=(ALICE, BOB))
+    decision = Refund(api_key=key, approvers=(ALICE, BOB))
     approve(decision, BOB)
     seal()
     settings = connection.settings_dict

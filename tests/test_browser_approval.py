@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from decisions.models import ApprovalRequest, Decision, Status, Via
-from decisions.services import decision_create
+from decisions.services import DecisionSpec, decision_create
 from notifications.models import Delivery
 from notifications.services import delivery_attempt
 from tests.conftest import ALICE, IN_CI
@@ -78,9 +78,7 @@ def emailed_to_alice(live_server, settings, mailoutbox, acme_key, tmp_path) -> t
     settings.PUBLIC_BASE_URL = live_server.url
     decision, created = decision_create(
         api_key=acme_key[0],
-        action=ACTION,
-        details=DETAILS,
-        stages=[{"approvers": [ALICE], "quorum": "any"}],
+        spec=DecisionSpec(action=ACTION, details=DETAILS, stages=[{"approvers": [ALICE], "quorum": "any"}]),
     )
     assert created
     delivery = Delivery.objects.get(decision=decision, kind=Delivery.Kind.EMAIL, request__address=ALICE)

@@ -25,13 +25,20 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from audit.models import AuditEvent
 from decisions.models import Decision
-from decisions.services import decision_answer, decision_cancel, decision_create, decision_expire
+from decisions.services import (
+    DecisionSpec,
+    decision_answer,
+    decision_cancel,
+    decision_create,
+    decision_expire,
+)
 from notifications import callbacks
 from notifications.models import Delivery, DeliveryAttempt
 from notifications.services import MAX_ATTEMPTS, delivery_attempt, delivery_redeliver
 from organizations.models import WebhookSecret
 from organizations.services import ROTATION_OVERLAP, webhook_secret_current
 from tests.conftest import ALICE
+from tests.factories import DecisionFactory
 from tests.helpers import wait_for
 from tests.receiver import Close, Hang, Huge, Received, Redirect, Reply, receiver_fixture  # noqa: F401
 
@@ -56,16 +63,10 @@ def _no_publishing(monkeypatch):
 # --- helpers --------------------------------------------------------------------------------
 
 
-def ask_alice(acme_key, url: str, **fields) -> Decision:
-    decision, created = decision_create(
-        api_key=acme_key[0],
-        action=ACTION,
-        stages=[{"approvers": [ALICE], "quorum": "any"}],
-        callback_url=url,
-        **fields,
-    )
-    assert created
-    return decision
+class CallbackDecision(DecisionFactory):
+    """A decision put to alice whose outcome is posted to a callback_url."""
+
+    action = ACTION
 
 
 def alice_answers(decision: Decision, choice: str, note: str = "") -> Decision:
@@ -75,7 +76,7 @@ def alice_answers(decision: Decision, choice: str, note: str = "") -> Decision:
 
 def resolved_callback(acme_key, url: str) -> Delivery:
     """A decision alice has approved, and the callback delivery it left in the outbox."""
-    decision = ask_alice(acme_key, url)
+    decision = CallbackDecision(api_key=acme_key[0], callback_url=url)
     alice_answers(decision, "approve")
     return callback_of(decision)
 
@@ -124,7 +125,7 @@ def webhook_secret(*args: str) -> list[str]:
 
 def test_alices_approval_is_posted_once_signed_with_the_decision_object(acme, acme_key, api, receiver):
     # given
-    decision = ask_alice(acme_key, receiver.url("/hook"))
+    decision = CallbackDecision(api_key=acme_key[0], callback_url=receiver.url("/hook"))
     alice_answers(decision, "approve", note="fine by me")
     delivery = callback_of(decision)
 
@@ -206,7 +207,9 @@ def test_every_way_of_resolving_sends_a_verified_callback_with_the_outcome(
     acme, acme_key, receiver, resolve, status, choice, by, via
 ):
     # given
-    decision = ask_alice(acme_key, receiver.url(), options=["approve", "deny", "ask legal"])
+    decision = CallbackDecision(
+        api_key=acme_key[0], callback_url=receiver.url(), options=["approve", "deny", "ask legal"]
+    )
 
     # when
     resolve(decision)
@@ -223,7 +226,8 @@ def test_every_way_of_resolving_sends_a_verified_callback_with_the_outcome(
 
 def test_a_decision_without_callback_url_leaves_no_callback_in_the_outbox(acme_key):
     decision, _ = decision_create(
-        api_key=acme_key[0], action=ACTION, stages=[{"approvers": [ALICE], "quorum": "any"}]
+        api_key=acme_key[0],
+        spec=DecisionSpec(action=ACTION, stages=[{"approvers": [ALICE], "quorum": "any"}]),
     )
 
     decision_cancel(decision=decision, actor=AGENT)

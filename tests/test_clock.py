@@ -1,4 +1,4 @@
-"""The clock: deadlines, reminders, escalations and chain repeats, through decisions.clock.
+"""The clock: deadlines, reminders, escalations and chain repeats, through decisions.services.tick.
 
 Named actors: Acme's agent asks alice first; bob the backup is the first escalation level,
 carol the second, dave the third.
@@ -12,6 +12,7 @@ also called directly with a `now` in the future.
 from collections import Counter
 from datetime import datetime, timedelta
 
+import factory
 import pytest
 from django.db import connection
 from django.db.models import F
@@ -19,14 +20,15 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from decisions.clock import decision_tick, fire_due
 from decisions.models import ApprovalRequest, Decision, Status
 from decisions.schedule import build_schedule
-from decisions.services import AlreadyResolved, DeadlinePassed, decision_answer, decision_create
+from decisions.services import AlreadyResolved, DeadlinePassed, DecisionSpec, decision_answer, decision_create
+from decisions.services.tick import decision_tick, fire_due
 from notifications.email import approval_email
 from notifications.models import Delivery
 from notifications.services import delivery_attempt
 from tests.conftest import ALICE, BOB, CAROL
+from tests.factories import DecisionFactory
 from tests.helpers import race
 
 DAVE = "dave@example.com"
@@ -47,15 +49,9 @@ def agent(acme_key):
     return acme_key[0]
 
 
-def ask(agent, *, approvers=(ALICE,), quorum="any", **fields) -> Decision:
-    fields.setdefault("action", "Refund order #1042")
-    fields.setdefault("details", {"amount": 120, "currency": "EUR"})
-    fields.setdefault("timeout_minutes", 60)
-    decision, created = decision_create(
-        api_key=agent, stages=[{"approvers": list(approvers), "quorum": quorum}], **fields
-    )
-    assert created
-    return decision
+class Refund(DecisionFactory):
+    details = factory.Dict({"amount": 120, "currency": "EUR"})
+    timeout_minutes = 60
 
 
 def age(decision: Decision, minutes: float) -> None:
@@ -113,7 +109,9 @@ def events(decision: Decision, name: str):
 )
 def test_the_deadline_resolves_it_as_on_timeout_asks(agent, on_timeout, status, choice):
     # given a one-hour decision nobody answers, with a callback to call
-    decision = ask(agent, approvers=(ALICE, BOB), on_timeout=on_timeout, callback_url=PUBLIC_CALLBACK)
+    decision = Refund(
+        api_key=agent, approvers=(ALICE, BOB), on_timeout=on_timeout, callback_url=PUBLIC_CALLBACK
+    )
 
     # when the clock sweeps just after its deadline
     age(decision, 61)
@@ -139,7 +137,7 @@ def test_the_deadline_resolves_it_as_on_timeout_asks(agent, on_timeout, status, 
 def test_an_overdue_decision_is_resolved_not_reminded(agent):
     # The sweep was down for the whole hour (its reminders at 30 and 54 minutes are long past):
     # reminding alice of a decision that is over would only confuse her.
-    decision = ask(agent)
+    decision = Refund(api_key=agent)
 
     age(decision, 75)
     fire_due()
@@ -150,7 +148,7 @@ def test_an_overdue_decision_is_resolved_not_reminded(agent):
 
 
 def test_without_a_callback_url_the_deadline_enqueues_no_callback(agent):
-    decision = ask(agent)
+    decision = Refund(api_key=agent)
 
     age(decision, 61)
     fire_due()
@@ -160,7 +158,7 @@ def test_without_a_callback_url_the_deadline_enqueues_no_callback(agent):
 
 
 def test_nothing_fires_before_the_deadline_is_reached(agent):
-    decision = ask(agent, reminders=[])
+    decision = Refund(api_key=agent, reminders=[])
 
     age(decision, 59.9)
 
@@ -173,7 +171,7 @@ def test_nothing_fires_before_the_deadline_is_reached(agent):
 
 def test_reminders_at_the_organizations_default_points_go_to_whoever_has_not_answered(agent):
     # given a one-hour decision alice and bob must both approve: reminders due at 30 and 54 min
-    decision = ask(agent, approvers=(ALICE, BOB), quorum="all")
+    decision = Refund(api_key=agent, approvers=(ALICE, BOB), quorum="all")
     assert reload(decision).reminders == [30.0, 54.0]
 
     # just before half-time nothing is due
@@ -199,7 +197,7 @@ def test_reminders_at_the_organizations_default_points_go_to_whoever_has_not_ans
 
 
 def test_no_reminder_once_the_decision_is_resolved(agent):
-    decision = ask(agent, approvers=(ALICE, BOB))
+    decision = Refund(api_key=agent, approvers=(ALICE, BOB))
     answer(decision, ALICE, "deny")
 
     # its reminder times come and go
@@ -213,7 +211,7 @@ def test_no_reminder_once_the_decision_is_resolved(agent):
 
 def test_a_queued_reminder_is_not_sent_to_an_approver_who_answered_since(agent, mailoutbox):
     # given alice and bob were reminded at half-time, the emails not yet sent
-    decision = ask(agent, approvers=(ALICE, BOB), quorum="all")
+    decision = Refund(api_key=agent, approvers=(ALICE, BOB), quorum="all")
     age(decision, 30)
     fire_due()
     reminders = {d.request.address: d for d in Delivery.objects.filter(purpose="remind")}
@@ -237,12 +235,14 @@ def test_reminders_go_to_the_current_stage_over_the_channel_each_was_asked_on(ag
     # erin on Slack
     decision, _ = decision_create(
         api_key=agent,
-        action="Sign the Globex contract",
-        stages=[
-            {"approvers": [ALICE], "quorum": "any"},
-            {"approvers": [CAROL, "slack:U123ERIN"], "quorum": "all"},
-        ],
-        timeout_minutes=60,
+        spec=DecisionSpec(
+            action="Sign the Globex contract",
+            stages=[
+                {"approvers": [ALICE], "quorum": "any"},
+                {"approvers": [CAROL, "slack:U123ERIN"], "quorum": "all"},
+            ],
+            timeout_minutes=60,
+        ),
     )
     answer(decision, ALICE)
 
@@ -257,7 +257,7 @@ def test_reminders_go_to_the_current_stage_over_the_channel_each_was_asked_on(ag
 
 
 def test_a_decisions_own_reminders_replace_the_organizations(agent):
-    decision = ask(agent, reminders=[5, 15])
+    decision = Refund(api_key=agent, reminders=[5, 15])
     assert [step["at"] for step in reload(decision).schedule] == [5, 15]
 
     age(decision, 5)
@@ -275,7 +275,7 @@ def test_a_decisions_own_reminders_replace_the_organizations(agent):
 
 
 def test_no_reminders_when_the_agent_asks_for_none(agent):
-    decision = ask(agent, reminders=[])
+    decision = Refund(api_key=agent, reminders=[])
 
     age(decision, 55)
 
@@ -289,7 +289,7 @@ def test_changed_organization_reminder_points_apply_to_new_decisions(agent, acme
     acme.full_clean()
     acme.save(update_fields=["reminder_points"])
 
-    decision = ask(agent, timeout_minutes=40)
+    decision = Refund(api_key=agent, timeout_minutes=40)
 
     assert reload(decision).reminders == [10.0]
     age(decision, 10)
@@ -306,7 +306,7 @@ def test_changed_organization_reminder_points_apply_to_new_decisions(agent, acme
 
 def test_three_level_escalation_asks_each_level_on_time(agent, api):
     # given alice is asked first; bob at 10, carol at 20, dave at 30 minutes if nobody answers
-    decision = ask(agent, escalation=THREE_LEVELS, reminders=[])
+    decision = Refund(api_key=agent, escalation=THREE_LEVELS, reminders=[])
     assert asked(decision) == [(ALICE, 0)]
 
     age(decision, 9.9)
@@ -365,7 +365,7 @@ def test_three_level_escalation_asks_each_level_on_time(agent, api):
 
 
 def test_an_escalated_approver_can_answer(agent):
-    decision = ask(agent, escalation=THREE_LEVELS, reminders=[])
+    decision = Refund(api_key=agent, escalation=THREE_LEVELS, reminders=[])
     age(decision, 10)
     fire_due()
 
@@ -382,8 +382,8 @@ def test_an_escalated_approver_can_answer(agent):
 
 def test_escalation_does_not_ask_someone_already_asked_again(agent):
     # bob is asked from the start; the escalation names him again, along with carol
-    decision = ask(
-        agent,
+    decision = Refund(
+        api_key=agent,
         approvers=(ALICE, BOB),
         escalation=[{"after_minutes": 10, "approvers": [BOB, CAROL]}],
         reminders=[],
@@ -400,11 +400,13 @@ def test_escalation_asks_in_the_current_stage(agent):
     # given a manager (alice) then a director (carol) stage; dave is the escalation at 10 minutes
     decision, _ = decision_create(
         api_key=agent,
-        action="Sign the Globex contract",
-        stages=[{"approvers": [ALICE], "quorum": "any"}, {"approvers": [CAROL], "quorum": "any"}],
-        escalation=[{"after_minutes": 10, "approvers": [DAVE]}],
-        timeout_minutes=60,
-        reminders=[],
+        spec=DecisionSpec(
+            action="Sign the Globex contract",
+            stages=[{"approvers": [ALICE], "quorum": "any"}, {"approvers": [CAROL], "quorum": "any"}],
+            escalation=[{"after_minutes": 10, "approvers": [DAVE]}],
+            timeout_minutes=60,
+            reminders=[],
+        ),
     )
     answer(decision, ALICE)
 
@@ -426,8 +428,13 @@ def test_chain_repeat_renotifies_each_levels_pending_approvers_at_its_time(agent
     # level's 30 minutes plus the first level's 10 (decisions/schedule.py), so the repeat
     # re-notifies level 0 at 40, level 1 at 50, level 2 at 60 and level 3 at 70 minutes.
     # A quorum of two keeps it pending when bob approves.
-    decision = ask(
-        agent, quorum=2, escalation=THREE_LEVELS, escalation_repeat=1, timeout_minutes=120, reminders=[]
+    decision = Refund(
+        api_key=agent,
+        quorum=2,
+        escalation=THREE_LEVELS,
+        escalation_repeat=1,
+        timeout_minutes=120,
+        reminders=[],
     )
     assert [(s["at"], s["kind"], s.get("level")) for s in reload(decision).schedule] == [
         (10, "escalate", 1),
@@ -484,7 +491,7 @@ def test_repeats_at_or_after_the_deadline_are_dropped():
 
 def test_steps_due_together_fire_together_with_one_reminder_per_approver(agent):
     # given escalation at 10 (bob) and 20 (carol), and the default reminders at 30 and 54
-    decision = ask(agent, escalation=THREE_LEVELS[:2])
+    decision = Refund(api_key=agent, escalation=THREE_LEVELS[:2])
 
     # when the sweep first sees it at 55 minutes (it was down): four steps are due at once
     age(decision, 55)
@@ -509,7 +516,7 @@ def test_steps_due_together_fire_together_with_one_reminder_per_approver(agent):
 
 
 def test_next_due_at_advances_and_the_same_tick_twice_fires_once(agent):
-    decision = ask(agent, escalation=THREE_LEVELS[:1])
+    decision = Refund(api_key=agent, escalation=THREE_LEVELS[:1])
     # the first step is bob's escalation at 10 minutes
     assert reload(decision).next_due_at == at(decision, 10)
     moment = at(decision, 10)
@@ -529,7 +536,7 @@ def test_next_due_at_advances_and_the_same_tick_twice_fires_once(agent):
 
 
 def test_ticking_past_the_deadline_expires_it_once(agent):
-    decision = ask(agent, callback_url=PUBLIC_CALLBACK)
+    decision = Refund(api_key=agent, callback_url=PUBLIC_CALLBACK)
     moment = at(decision, 60)
 
     assert decision_tick(decision_id=decision.pk, now=moment) is True
@@ -542,7 +549,7 @@ def test_ticking_past_the_deadline_expires_it_once(agent):
 
 def test_a_resolved_decision_that_looks_due_is_not_touched(agent):
     # given alice approved; the decision's next_due_at (its half-time reminder) has passed
-    decision = ask(agent)
+    decision = Refund(api_key=agent)
     answer(decision, ALICE)
     age(decision, 61)
     before = AuditEvent.objects.count()
@@ -558,9 +565,9 @@ def test_a_resolved_decision_that_looks_due_is_not_touched(agent):
 
 
 def test_fire_due_returns_how_many_decisions_it_fired(agent):
-    overdue = [ask(agent) for _ in range(2)]
-    escalating = ask(agent, escalation=THREE_LEVELS)
-    waiting = ask(agent)
+    overdue = [Refund(api_key=agent) for _ in range(2)]
+    escalating = Refund(api_key=agent, escalation=THREE_LEVELS)
+    waiting = Refund(api_key=agent)
     for decision in overdue:
         age(decision, 61)
     age(escalating, 10)
@@ -581,7 +588,7 @@ def test_fire_due_returns_how_many_decisions_it_fired(agent):
 
 def test_fire_due_works_through_batches(agent):
     # five decisions due, read two at a time: every batch is fired, none twice
-    decisions = [ask(agent) for _ in range(5)]
+    decisions = [Refund(api_key=agent) for _ in range(5)]
     for decision in decisions:
         age(decision, 61)
 
@@ -592,7 +599,7 @@ def test_fire_due_works_through_batches(agent):
 
 
 def test_the_sweep_reads_due_ids_through_the_partial_index_condition(agent):
-    ask(agent)
+    Refund(api_key=agent)
 
     with CaptureQueriesContext(connection) as queries:
         fire_due()
@@ -612,7 +619,7 @@ def test_the_sweep_reads_due_ids_through_the_partial_index_condition(agent):
 
 @pytest.mark.postgres
 def test_postgresql_can_answer_the_sweep_from_the_partial_index(agent):
-    ask(agent)
+    Refund(api_key=agent)
     due = (
         Decision.objects.filter(status=Status.PENDING, next_due_at__lte=timezone.now())
         .order_by("next_due_at")
@@ -641,9 +648,10 @@ def _no_publishing(monkeypatch):
 @pytest.mark.usefixtures("_no_publishing")
 def test_two_concurrent_sweeps_fire_each_due_decision_once(agent):
     # given 50 due decisions: 25 past their deadline, 25 with two escalation levels due
-    overdue = [ask(agent, action=f"Refund order #{n}") for n in range(25)]
+    overdue = [Refund(api_key=agent, action=f"Refund order #{n}") for n in range(25)]
     escalating = [
-        ask(agent, action=f"Rotate key #{n}", escalation=THREE_LEVELS, reminders=[]) for n in range(25)
+        Refund(api_key=agent, action=f"Rotate key #{n}", escalation=THREE_LEVELS, reminders=[])
+        for n in range(25)
     ]
     for decision in overdue:
         age(decision, 61)
@@ -679,7 +687,7 @@ def test_two_concurrent_sweeps_fire_each_due_decision_once(agent):
 @pytest.mark.parametrize("round_", range(5))
 def test_a_click_after_the_deadline_loses_to_the_timeout(agent, round_):
     # given a decision whose deadline passed a moment ago, before the sweep got to it
-    decision = ask(agent, approvers=(ALICE, BOB), callback_url=PUBLIC_CALLBACK)
+    decision = Refund(api_key=agent, approvers=(ALICE, BOB), callback_url=PUBLIC_CALLBACK)
     Decision.objects.filter(pk=decision.pk).update(
         expires_at=timezone.now() - timedelta(seconds=1), next_due_at=timezone.now() - timedelta(seconds=1)
     )
@@ -713,7 +721,7 @@ def test_a_click_after_the_deadline_loses_to_the_timeout(agent, round_):
 def test_a_click_at_the_deadline_races_the_timeout_and_exactly_one_wins(agent, round_):
     # given alice clicks in the last moments before the deadline, just as the clock's tick for
     # that deadline runs (its `now` is past the deadline): either may win, never both
-    decision = ask(agent, approvers=(ALICE, BOB), callback_url=PUBLIC_CALLBACK)
+    decision = Refund(api_key=agent, approvers=(ALICE, BOB), callback_url=PUBLIC_CALLBACK)
     Decision.objects.filter(pk=decision.pk).update(
         expires_at=timezone.now() + timedelta(minutes=5), next_due_at=timezone.now() + timedelta(minutes=5)
     )

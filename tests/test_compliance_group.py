@@ -12,7 +12,7 @@ from audit.groups import COMPLIANCE_GROUP, ensure_compliance_group
 from audit.guard import guard_lifted
 from audit.models import AuditEvent
 from decisions.models import Decision, Status
-from decisions.services import decision_create
+from decisions.services import DecisionSpec, decision_create
 from tests.conftest import ALICE
 from tests.helpers import seal
 
@@ -25,7 +25,8 @@ def _fast_passwords(settings):
 @pytest.fixture
 def decision(acme_key):
     return decision_create(
-        api_key=acme_key[0], action="Refund order #1042", stages=[{"approvers": [ALICE], "quorum": "any"}]
+        api_key=acme_key[0],
+        spec=DecisionSpec(action="Refund order #1042", stages=[{"approvers": [ALICE], "quorum": "any"}]),
     )[0]
 
 
@@ -158,10 +159,11 @@ def test_an_operators_changes_to_the_group_are_kept(db):
 
 
 def test_vera_exports_the_decisions_she_filtered_one_row_each(vera, decision, acme_key):
-    from decisions.services import decision_create
+    from decisions.services import DecisionSpec, decision_create
 
     decision_create(
-        api_key=acme_key[0], action="Deploy release 4.2", stages=[{"approvers": [ALICE], "quorum": "any"}]
+        api_key=acme_key[0],
+        spec=DecisionSpec(action="Deploy release 4.2", stages=[{"approvers": [ALICE], "quorum": "any"}]),
     )
     changelist = vera.get(reverse("admin:decisions_decision_changelist")).content.decode()
 

@@ -21,7 +21,7 @@ from django.test import Client
 from audit.models import AuditEvent
 from decisions.links import link_token
 from decisions.models import ApprovalRequest, Decision, Status
-from decisions.services import decision_create
+from decisions.services import DecisionSpec, decision_create
 from notifications import tasks
 from notifications.models import Delivery
 from tests.conftest import ALICE, BOB, client_for
@@ -158,7 +158,8 @@ def alice_link(transactional_db, acme_key, published) -> tuple[Decision, str]:
     """Acme's agent asked alice (and bob) to sign off a refund: the decision and the path of
     alice's Approve link, as her email carries it."""
     decision, created = decision_create(
-        api_key=acme_key[0], stages=[{"approvers": [ALICE, BOB], "quorum": "any"}], **REFUND_FIELDS
+        api_key=acme_key[0],
+        spec=DecisionSpec(stages=[{"approvers": [ALICE, BOB], "quorum": "any"}], **REFUND_FIELDS),
     )
     assert created
     return decision, f"/a/{link_token(decision.requests.get(address=ALICE), 'approve')}"

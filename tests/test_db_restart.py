@@ -26,7 +26,7 @@ from django.db import connection, connections
 from audit.models import AuditEvent
 from decisions.links import link_token
 from decisions.models import ApprovalRequest, Decision, Status
-from decisions.services import decision_create
+from decisions.services import DecisionSpec, decision_create
 from notifications import tasks
 from tests.conftest import ALICE
 from tests.helpers import wait_for
@@ -165,10 +165,12 @@ def refund(acme_key, published) -> tuple[Decision, str]:
     """Acme's agent asked alice to sign off a refund: the decision and her Approve link's path."""
     decision, created = decision_create(
         api_key=acme_key[0],
-        action="Refund order #1042 for $120",
-        details={"amount": 120},
-        stages=[{"approvers": [ALICE], "quorum": "any"}],
-        timeout_minutes=30,
+        spec=DecisionSpec(
+            action="Refund order #1042 for $120",
+            details={"amount": 120},
+            stages=[{"approvers": [ALICE], "quorum": "any"}],
+            timeout_minutes=30,
+        ),
     )
     assert created
     request = ApprovalRequest.objects.get(decision=decision, address=ALICE)

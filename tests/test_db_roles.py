@@ -15,7 +15,7 @@ from audit.chain import link_hash
 from audit.selectors import sealed_events
 from broker.db_roles import runtime_role_grant
 from decisions.models import Decision
-from decisions.services import decision_answer, decision_create
+from decisions.services import DecisionSpec, decision_answer, decision_create
 from tests.conftest import ALICE
 from tests.helpers import seal
 
@@ -51,8 +51,9 @@ def denied(acme_key):
     """A decision Alice denied, sealed."""
     decision, _ = decision_create(
         api_key=acme_key[0],
-        action="Wire $50 000 to a new supplier",
-        stages=[{"approvers": [ALICE], "quorum": "any"}],
+        spec=DecisionSpec(
+            action="Wire $50 000 to a new supplier", stages=[{"approvers": [ALICE], "quorum": "any"}]
+        ),
     )
     decision_answer(request_id=decision.requests.get().pk, choice="deny", via="email")
     seal()

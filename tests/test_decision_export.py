@@ -9,11 +9,12 @@ import pytest
 from django.utils import timezone
 
 from audit.export import BOM
-from decisions.clock import decision_tick
 from decisions.models import ApprovalRequest, Decision
-from decisions.services import decision_answer, decision_create
+from decisions.services import decision_answer
+from decisions.services.tick import decision_tick
 from organizations.services import api_key_create
 from tests.conftest import ALICE, BOB, CAROL, client_for
+from tests.factories import DecisionFactory
 
 
 @pytest.fixture
@@ -29,19 +30,14 @@ def rows(response) -> list[dict]:
     return list(csv.DictReader(io.StringIO(body.removeprefix(BOM), newline="")))
 
 
-def ask(key, action="Refund order #1042", **fields):
-    fields.setdefault("stages", [{"approvers": [ALICE], "quorum": "any"}])
-    return decision_create(api_key=key, action=action, **fields)[0]
-
-
 def notified(decision, address, at):
     ApprovalRequest.objects.filter(decision=decision, address=address).update(notified_at=at)
 
 
 def test_one_row_says_who_was_asked_who_answered_what_and_how_fast(acme_key, auditor):
     # given a decision put to alice and bob, bob notified at t0 and answering 90 s later
-    decision = ask(
-        acme_key[0],
+    decision = DecisionFactory(
+        api_key=acme_key[0],
         stages=[{"approvers": [ALICE, BOB], "quorum": "any"}],
         metadata={"requested_by": "dana@example.com"},
     )
@@ -76,7 +72,7 @@ def test_one_row_says_who_was_asked_who_answered_what_and_how_fast(acme_key, aud
 
 
 def test_the_asking_key_is_the_requester_when_the_agent_names_none(acme_key, auditor):
-    ask(acme_key[0])
+    DecisionFactory(api_key=acme_key[0])
 
     (row,) = rows(auditor.get("/audit/decisions.csv"))
 
@@ -85,10 +81,8 @@ def test_the_asking_key_is_the_requester_when_the_agent_names_none(acme_key, aud
 
 
 def test_escalations_and_a_timeout_are_counted_but_no_time_to_answer(acme_key, auditor):
-    decision = ask(
-        acme_key[0],
-        timeout_minutes=10,
-        escalation=[{"after_minutes": 1, "approvers": [CAROL]}],
+    decision = DecisionFactory(
+        api_key=acme_key[0], timeout_minutes=10, escalation=[{"after_minutes": 1, "approvers": [CAROL]}]
     )
     notified(decision, ALICE, timezone.now())
     decision_tick(decision_id=decision.pk, now=timezone.now() + timedelta(minutes=2))  # carol is asked
@@ -105,9 +99,9 @@ def test_escalations_and_a_timeout_are_counted_but_no_time_to_answer(acme_key, a
 def test_rows_are_oldest_first_filtered_by_creation_time_and_only_the_keys_organization(
     acme_key, globex_key, auditor
 ):
-    first = ask(acme_key[0], "First")
-    second = ask(acme_key[0], "Second")
-    ask(globex_key[0], "Globex's")
+    first = DecisionFactory(api_key=acme_key[0], action="First")
+    second = DecisionFactory(api_key=acme_key[0], action="Second")
+    DecisionFactory(api_key=globex_key[0], action="Globex's")
     Decision.objects.filter(pk=first.pk).update(created_at=timezone.now() - timedelta(days=2))
 
     everything = rows(auditor.get("/audit/decisions.csv"))
@@ -120,7 +114,7 @@ def test_rows_are_oldest_first_filtered_by_creation_time_and_only_the_keys_organ
 
 
 def test_cells_a_spreadsheet_would_run_are_neutralised(acme_key, auditor):
-    ask(acme_key[0], '=HYPERLINK("http://evil.example","Click")')
+    DecisionFactory(api_key=acme_key[0], action='=HYPERLINK("http://evil.example","Click")')
 
     (row,) = rows(auditor.get("/audit/decisions.csv"))
 
@@ -139,7 +133,7 @@ def test_it_needs_the_audit_scope_and_valid_filters(acme, auditor):
 
 def test_many_decisions_stream_in_batches_each_once(acme_key, auditor, monkeypatch):
     monkeypatch.setattr("audit.decision_export.BATCH_SIZE", 3)
-    made = [ask(acme_key[0], f"Refund order #{n}").pk for n in range(8)]
+    made = [DecisionFactory(api_key=acme_key[0], action=f"Refund order #{n}").pk for n in range(8)]
 
     exported = [r["decision_id"] for r in rows(auditor.get("/audit/decisions.csv"))]
 

@@ -9,6 +9,7 @@ import hashlib
 import json
 from datetime import timedelta
 
+import factory
 import pytest
 from django.utils import timezone
 
@@ -18,6 +19,7 @@ from decisions.models import ApprovalRequest, ApproverGroup, Decision, Status
 from decisions.services import (
     AlreadyAnswered,
     AlreadyResolved,
+    DecisionSpec,
     decision_answer,
     decision_cancel,
     decision_create,
@@ -25,6 +27,7 @@ from decisions.services import (
 )
 from notifications.models import Delivery
 from tests.conftest import ALICE, BOB, CAROL
+from tests.factories import DecisionFactory
 
 PUBLIC_CALLBACK = "https://93.184.215.14/hook"
 
@@ -38,14 +41,8 @@ def agent(acme_key):
     return acme_key[0]
 
 
-def ask(agent, *, approvers=(ALICE,), quorum="any", **fields) -> Decision:
-    fields.setdefault("action", "Refund order #1042")
-    fields.setdefault("details", {"amount": 120, "currency": "EUR"})
-    decision, created = decision_create(
-        api_key=agent, stages=[{"approvers": list(approvers), "quorum": quorum}], **fields
-    )
-    assert created
-    return decision
+class Refund(DecisionFactory):
+    details = factory.Dict({"amount": 120, "currency": "EUR"})
 
 
 def answer(decision: Decision, address: str, choice: str = "approve", **fields) -> Decision:
@@ -81,7 +78,7 @@ def independent_action_hash(action: str, details: dict) -> str:
 
 
 def test_create_asks_the_first_stage_and_records_it(agent):
-    decision = ask(agent, approvers=(ALICE, BOB))
+    decision = Refund(api_key=agent, approvers=(ALICE, BOB))
 
     decision = reload(decision)
     assert decision.status == Status.PENDING
@@ -100,7 +97,7 @@ def test_create_asks_the_first_stage_and_records_it(agent):
 
 def test_unknown_group_is_invalid_input_naming_the_field_and_stores_nothing(agent):
     with pytest.raises(InvalidInput) as raised:
-        ask(agent, approvers=(ALICE, "group:finance"))
+        Refund(api_key=agent, approvers=(ALICE, "group:finance"))
 
     assert raised.value.fields == {"approvers": ["unknown group 'finance'"]}
     assert not Decision.objects.exists()
@@ -111,11 +108,13 @@ def test_unknown_group_in_a_later_stage_names_that_stage(agent):
     with pytest.raises(InvalidInput) as raised:
         decision_create(
             api_key=agent,
-            action="Pay supplier invoice",
-            stages=[
-                {"approvers": [ALICE], "quorum": "any"},
-                {"approvers": ["group:directors"], "quorum": "any"},
-            ],
+            spec=DecisionSpec(
+                action="Pay supplier invoice",
+                stages=[
+                    {"approvers": [ALICE], "quorum": "any"},
+                    {"approvers": ["group:directors"], "quorum": "any"},
+                ],
+            ),
         )
 
     assert raised.value.fields == {"stages[1]": ["unknown group 'directors'"]}
@@ -125,7 +124,7 @@ def test_unknown_group_in_a_later_stage_names_that_stage(agent):
 def test_a_group_asks_each_of_its_members(agent, acme):
     ApproverGroup.objects.create(organization=acme, name="finance", members=[ALICE, BOB])
 
-    decision = ask(agent, approvers=("group:finance", ALICE))
+    decision = Refund(api_key=agent, approvers=("group:finance", ALICE))
 
     # alice is asked once, through the group that mentioned her first
     assert sorted(decision.requests.values_list("address", "group")) == [(ALICE, "finance"), (BOB, "finance")]
@@ -133,7 +132,7 @@ def test_a_group_asks_each_of_its_members(agent, acme):
 
 def test_quorum_larger_than_the_approvers_is_invalid_input(agent):
     with pytest.raises(InvalidInput) as raised:
-        ask(agent, approvers=(ALICE, BOB), quorum=3)
+        Refund(api_key=agent, approvers=(ALICE, BOB), quorum=3)
 
     assert raised.value.fields == {"quorum": ["at most 2"]}
     assert not Decision.objects.exists()
@@ -143,7 +142,7 @@ def test_quorum_larger_than_the_approvers_is_invalid_input(agent):
 
 
 def test_quorum_any_first_approval_resolves_it(agent):
-    decision = ask(agent, approvers=(ALICE, BOB))
+    decision = Refund(api_key=agent, approvers=(ALICE, BOB))
 
     answer(decision, ALICE)
 
@@ -159,7 +158,7 @@ def test_quorum_any_first_approval_resolves_it(agent):
 
 
 def test_quorum_all_waits_for_everyone(agent):
-    decision = ask(agent, approvers=(ALICE, BOB), quorum="all")
+    decision = Refund(api_key=agent, approvers=(ALICE, BOB), quorum="all")
 
     answer(decision, ALICE)
     assert reload(decision).status == Status.PENDING
@@ -172,7 +171,7 @@ def test_quorum_all_waits_for_everyone(agent):
 
 
 def test_quorum_two_of_three(agent):
-    decision = ask(agent, approvers=(ALICE, BOB, CAROL), quorum=2)
+    decision = Refund(api_key=agent, approvers=(ALICE, BOB, CAROL), quorum=2)
 
     answer(decision, ALICE)
     assert reload(decision).status == Status.PENDING
@@ -184,7 +183,7 @@ def test_quorum_two_of_three(agent):
 
 
 def test_a_deny_resolves_at_once_even_under_quorum_all(agent):
-    decision = ask(agent, approvers=(ALICE, BOB, CAROL), quorum="all")
+    decision = Refund(api_key=agent, approvers=(ALICE, BOB, CAROL), quorum="all")
     answer(decision, ALICE)
 
     answer(decision, BOB, "deny", note="Customer is on the fraud list")
@@ -201,7 +200,7 @@ def test_a_deny_resolves_at_once_even_under_quorum_all(agent):
 
 
 def test_a_custom_option_resolves_it_as_responded_with_the_choice(agent):
-    decision = ask(agent, options=["approve", "deny", "escalate to legal"])
+    decision = Refund(api_key=agent, options=["approve", "deny", "escalate to legal"])
 
     answer(decision, ALICE, "escalate to legal")
 
@@ -212,7 +211,7 @@ def test_a_custom_option_resolves_it_as_responded_with_the_choice(agent):
 
 
 def test_a_text_response_resolves_it_as_responded_with_the_text(agent):
-    decision = ask(agent, action="Which warehouse should ship order #1042?", response_type="text")
+    decision = Refund(api_key=agent, action="Which warehouse should ship order #1042?", response_type="text")
 
     answer(decision, ALICE, choice="", text="Ship from Rotterdam, Hamburg is out of stock.")
 
@@ -223,7 +222,7 @@ def test_a_text_response_resolves_it_as_responded_with_the_text(agent):
 
 
 def test_a_text_response_without_text_is_invalid(agent):
-    decision = ask(agent, response_type="text")
+    decision = Refund(api_key=agent, response_type="text")
 
     with pytest.raises(InvalidInput) as raised:
         answer(decision, ALICE, choice="", text="   ")
@@ -235,7 +234,7 @@ def test_a_text_response_without_text_is_invalid(agent):
 def test_approving_with_edited_details_carries_them_into_the_outcome(agent):
     # given a refund alice may adjust before approving
     original = {"amount": 120, "currency": "EUR", "customer": "Initech"}
-    decision = ask(agent, details=original, allow_edit=True)
+    decision = Refund(api_key=agent, details=original, allow_edit=True)
     edited = {"amount": 80, "currency": "EUR", "customer": "Initech"}
 
     answer(decision, ALICE, details=edited)
@@ -252,7 +251,7 @@ def test_approving_with_edited_details_carries_them_into_the_outcome(agent):
 
 
 def test_outcome_hash_without_edit_is_the_asked_hash(agent):
-    decision = ask(agent)
+    decision = Refund(api_key=agent)
 
     answer(decision, ALICE)
 
@@ -262,7 +261,7 @@ def test_outcome_hash_without_edit_is_the_asked_hash(agent):
 
 
 def test_editing_details_that_are_not_editable_is_invalid_input(agent):
-    decision = ask(agent)  # allow_edit defaults to False
+    decision = Refund(api_key=agent)  # allow_edit defaults to False
 
     with pytest.raises(InvalidInput) as raised:
         answer(decision, ALICE, details={"amount": 1})
@@ -274,7 +273,7 @@ def test_editing_details_that_are_not_editable_is_invalid_input(agent):
 
 def test_editing_details_while_denying_is_invalid_input(agent):
     # An edit only means something as "approve, but like this".
-    decision = ask(agent, allow_edit=True)
+    decision = Refund(api_key=agent, allow_edit=True)
 
     with pytest.raises(InvalidInput) as raised:
         answer(decision, ALICE, "deny", details={"amount": 1})
@@ -284,7 +283,7 @@ def test_editing_details_while_denying_is_invalid_input(agent):
 
 
 def test_a_choice_not_among_the_options_is_invalid_input(agent):
-    decision = ask(agent)
+    decision = Refund(api_key=agent)
 
     with pytest.raises(InvalidInput) as raised:
         answer(decision, ALICE, "maybe")
@@ -295,7 +294,7 @@ def test_a_choice_not_among_the_options_is_invalid_input(agent):
 
 
 def test_answering_twice_is_already_answered(agent):
-    decision = ask(agent, approvers=(ALICE, BOB), quorum="all")
+    decision = Refund(api_key=agent, approvers=(ALICE, BOB), quorum="all")
     request = decision.requests.get(address=ALICE)
     decision_answer(request_id=request.pk, choice="approve", via="email")
 
@@ -309,7 +308,7 @@ def test_answering_twice_is_already_answered(agent):
 
 
 def test_answering_a_resolved_decision_is_already_resolved(agent):
-    decision = ask(agent, approvers=(ALICE, BOB))
+    decision = Refund(api_key=agent, approvers=(ALICE, BOB))
     answer(decision, ALICE)
     bob_request = decision.requests.get(address=BOB)
 
@@ -330,11 +329,13 @@ def test_two_stages_ask_the_second_only_after_the_first_approved(agent):
     # given a manager sign-off (alice and bob, both) and then a director (carol)
     decision, _ = decision_create(
         api_key=agent,
-        action="Sign the Globex contract",
-        stages=[
-            {"approvers": [ALICE, BOB], "quorum": "all"},
-            {"approvers": [CAROL], "quorum": "any"},
-        ],
+        spec=DecisionSpec(
+            action="Sign the Globex contract",
+            stages=[
+                {"approvers": [ALICE, BOB], "quorum": "all"},
+                {"approvers": [CAROL], "quorum": "any"},
+            ],
+        ),
     )
     assert list(decision.requests.values_list("address", "stage")) == [(ALICE, 0), (BOB, 0)]
 
@@ -364,8 +365,10 @@ def test_two_stages_ask_the_second_only_after_the_first_approved(agent):
 def test_a_deny_in_the_first_stage_never_asks_the_second(agent):
     decision, _ = decision_create(
         api_key=agent,
-        action="Sign the Globex contract",
-        stages=[{"approvers": [ALICE], "quorum": "any"}, {"approvers": [CAROL], "quorum": "any"}],
+        spec=DecisionSpec(
+            action="Sign the Globex contract",
+            stages=[{"approvers": [ALICE], "quorum": "any"}, {"approvers": [CAROL], "quorum": "any"}],
+        ),
     )
 
     answer(decision, ALICE, "deny")
@@ -386,7 +389,7 @@ def test_a_deny_in_the_first_stage_never_asks_the_second(agent):
     ],
 )
 def test_expire_resolves_as_on_timeout_asks(agent, on_timeout, status, choice):
-    decision = ask(agent, approvers=(ALICE, BOB), on_timeout=on_timeout)
+    decision = Refund(api_key=agent, approvers=(ALICE, BOB), on_timeout=on_timeout)
     make_overdue(decision)
 
     result = decision_expire(decision_id=decision.pk)
@@ -403,7 +406,7 @@ def test_expire_resolves_as_on_timeout_asks(agent, on_timeout, status, choice):
 
 
 def test_expire_before_the_deadline_does_nothing(agent):
-    decision = ask(agent, timeout_minutes=30)
+    decision = Refund(api_key=agent, timeout_minutes=30)
 
     assert decision_expire(decision_id=decision.pk) is None
 
@@ -415,7 +418,7 @@ def test_expire_before_the_deadline_does_nothing(agent):
 
 def test_expire_of_a_resolved_decision_does_nothing(agent):
     # given alice approved just before the deadline passed
-    decision = ask(agent)
+    decision = Refund(api_key=agent)
     answer(decision, ALICE)
     make_overdue(decision)
 
@@ -435,7 +438,7 @@ def test_expire_of_an_unknown_decision_does_nothing(agent):
 
 
 def test_cancel_resolves_it_as_cancelled_by_the_agent(agent):
-    decision = ask(agent, approvers=(ALICE, BOB))
+    decision = Refund(api_key=agent, approvers=(ALICE, BOB))
 
     decision_cancel(decision=decision, actor=agent.actor)
 
@@ -447,7 +450,7 @@ def test_cancel_resolves_it_as_cancelled_by_the_agent(agent):
 
 
 def test_cancel_of_a_resolved_decision_is_already_resolved(agent):
-    decision = ask(agent)
+    decision = Refund(api_key=agent)
     answer(decision, ALICE, "deny")
 
     with pytest.raises(AlreadyResolved):
@@ -457,7 +460,7 @@ def test_cancel_of_a_resolved_decision_is_already_resolved(agent):
 
 
 def test_an_approver_cannot_answer_a_cancelled_decision(agent):
-    decision = ask(agent)
+    decision = Refund(api_key=agent)
     decision_cancel(decision=decision, actor=agent.actor)
 
     # alice's request was closed by the cancel; answering through it is refused
@@ -503,7 +506,7 @@ FINAL_TRANSITIONS = [
 
 @pytest.mark.parametrize(("resolve", "status"), FINAL_TRANSITIONS)
 def test_each_final_transition_writes_exactly_one_resolved_event(agent, resolve, status):
-    decision = ask(agent, approvers=(ALICE, BOB), options=["approve", "deny", "escalate to legal"])
+    decision = Refund(api_key=agent, approvers=(ALICE, BOB), options=["approve", "deny", "escalate to legal"])
 
     resolve(agent, decision)
     # a late attempt by everyone else changes nothing and records nothing
@@ -522,7 +525,9 @@ def test_each_final_transition_writes_exactly_one_resolved_event(agent, resolve,
 
 @pytest.mark.parametrize(("resolve", "status"), FINAL_TRANSITIONS)
 def test_a_callback_is_enqueued_on_resolution_when_a_url_is_set(agent, resolve, status):
-    decision = ask(agent, options=["approve", "deny", "escalate to legal"], callback_url=PUBLIC_CALLBACK)
+    decision = Refund(
+        api_key=agent, options=["approve", "deny", "escalate to legal"], callback_url=PUBLIC_CALLBACK
+    )
     callbacks = Delivery.objects.filter(decision_id=decision.pk, kind=Delivery.Kind.CALLBACK)
     assert not callbacks.exists()  # nothing to report while pending
 
@@ -536,7 +541,7 @@ def test_a_callback_is_enqueued_on_resolution_when_a_url_is_set(agent, resolve, 
 
 @pytest.mark.parametrize(("resolve", "status"), FINAL_TRANSITIONS)
 def test_no_callback_without_a_url(agent, resolve, status):
-    decision = ask(agent, options=["approve", "deny", "escalate to legal"])
+    decision = Refund(api_key=agent, options=["approve", "deny", "escalate to legal"])
 
     resolve(agent, decision)
 
@@ -545,7 +550,7 @@ def test_no_callback_without_a_url(agent, resolve, status):
 
 
 def test_a_pending_answer_enqueues_no_callback(agent):
-    decision = ask(agent, approvers=(ALICE, BOB), quorum="all", callback_url=PUBLIC_CALLBACK)
+    decision = Refund(api_key=agent, approvers=(ALICE, BOB), quorum="all", callback_url=PUBLIC_CALLBACK)
 
     answer(decision, ALICE)
 

@@ -25,6 +25,7 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+import factory
 import pytest
 import redis
 from django.core.management import call_command
@@ -35,11 +36,12 @@ from audit.models import AuditEvent
 from broker.celery import app as celery_app
 from decisions import waiting
 from decisions.models import Decision, Status
-from decisions.services import decision_cancel, decision_create
+from decisions.services import decision_cancel
 from notifications.callbacks import webhook_id
 from notifications.models import Delivery
 from organizations.services import webhook_signing_secrets
 from tests.conftest import ALICE, BOB, IN_CI, client_for
+from tests.factories import DecisionFactory
 from tests.helpers import wait_for
 from tests.receiver import Hang, receiver_fixture  # noqa: F401 (the `receiver` fixture)
 from tests.smtp_sink import free_port, smtp_sink_fixture  # noqa: F401 (the `smtp_sink` fixture)
@@ -254,13 +256,8 @@ def stack(transactional_db, own_broker, tmp_path, settings):
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def ask(key, approver: str, **fields) -> Decision:
-    fields.setdefault("action", f"Refund order #1042 ({approver})")
-    decision, created = decision_create(
-        api_key=key, stages=[{"approvers": [approver], "quorum": "any"}], **fields
-    )
-    assert created
-    return decision
+class Refund(DecisionFactory):
+    action = factory.LazyAttribute(lambda spec: f"Refund order #1042 ({spec.approvers[0]})")
 
 
 def settled() -> bool:
@@ -288,12 +285,14 @@ def test_a_worker_killed_mid_delivery_loses_no_callback_and_no_email(stack, acme
     # approver to email (created first, so the worker meets callbacks before emails)
     cancelled = [
         decision_cancel(
-            decision=ask(key, f"agent-{n}@example.com", callback_url=receiver.url(f"/hook/{n}")),
+            decision=Refund(
+                api_key=key, approvers=[f"agent-{n}@example.com"], callback_url=receiver.url(f"/hook/{n}")
+            ),
             actor="acme agent",
         )
         for n in range(3)
     ]
-    asking = [ask(key, f"approver-{n}@example.com") for n in range(3)]
+    asking = [Refund(api_key=key, approvers=[f"approver-{n}@example.com"]) for n in range(3)]
     celery = stack(EMAIL_URL=smtp_sink.url)
     celery.beat("sweeper")
 
@@ -443,7 +442,7 @@ def test_two_beats_fire_each_escalation_and_deadline_once(stack, acme_key, recei
     celery.beat("beat-two")
     celery.worker("clock", concurrency=2)
     # the clock runs once a decision of 0.6 s has expired (started processes take a while)
-    canary = ask(key, ALICE, timeout_minutes=0.01)
+    canary = Refund(api_key=key, approvers=[ALICE], timeout_minutes=0.01)
     celery.wait_until(
         lambda: Decision.objects.filter(pk=canary.pk).exclude(status=Status.PENDING).exists(),
         what="the clock expires a decision",
@@ -451,9 +450,9 @@ def test_two_beats_fire_each_escalation_and_deadline_once(stack, acme_key, recei
 
     # when: ten decisions escalate to bob after 1.2 s, then expire after 9 s, all at the same moments
     decisions = [
-        ask(
-            key,
-            ALICE,
+        Refund(
+            api_key=key,
+            approvers=[ALICE],
             timeout_minutes=0.15,
             escalation=[{"after_minutes": 0.02, "approvers": [BOB]}],
             callback_url=receiver.url(f"/hook/{n}"),

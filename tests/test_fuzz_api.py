@@ -37,14 +37,19 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from broker.asgi import application
-from decisions import services as decision_services
 from decisions.models import ApproverGroup, Decision, Policy
 from decisions.routing import expand_addresses
 from decisions.serializers import MAX_TIMEOUT_MINUTES
-from decisions.services import decision_answer, decision_cancel, decision_create, decision_expire
+from decisions.services import (
+    decision_answer,
+    decision_cancel,
+    decision_expire,
+)
+from decisions.services import resolve as decision_services
 from notifications import tasks
 from organizations.services import api_key_create, organization_get_or_create
 from tests.conftest import ALICE, BOB, CAROL
+from tests.factories import DecisionFactory
 from tests.helpers import seal
 from tests.smtp_sink import free_port
 
@@ -111,13 +116,6 @@ def auth(raw_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {raw_key}"}
 
 
-def _ask(key, **fields) -> Decision:
-    fields.setdefault("stages", [{"approvers": [ALICE], "quorum": "any"}])
-    decision, created = decision_create(api_key=key, **fields)
-    assert created
-    return decision
-
-
 def _answer(decision: Decision, address: str, **answer) -> Decision:
     request = decision.requests.get(address=address)
     return decision_answer(request_id=request.pk, via="email", **answer)
@@ -135,8 +133,8 @@ def acme_decisions(acme_agent) -> dict[str, str]:
         action=Policy.Action.APPROVE,
     )
     made = {
-        "pending": _ask(
-            key,
+        "pending": DecisionFactory(
+            api_key=key,
             action="Refund order #1042",
             context="Customer says the parcel never came.",
             details={"amount": 120, "currency": "EUR", "customer": {"name": "Ada", "vip": True}},
@@ -146,26 +144,30 @@ def acme_decisions(acme_agent) -> dict[str, str]:
             callback_url=PUBLIC_CALLBACK,
             metadata={"thread_id": "t-1", "interrupt": {"id": 7}},
         ),
-        "two_stages": _ask(
-            key,
+        "two_stages": DecisionFactory(
+            api_key=key,
             action="Wire $9,000 to a new supplier",
             stages=[{"approvers": [ALICE], "quorum": "any"}, {"approvers": [BOB, CAROL], "quorum": "all"}],
         ),
-        "by_policy": _ask(key, action="Refund $20", details={"amount": 20}),
+        "by_policy": DecisionFactory(api_key=key, action="Refund $20", details={"amount": 20}),
     }
-    approved = _ask(key, action="Refund $80", details={"amount": 80}, allow_edit=True)
+    approved = DecisionFactory(api_key=key, action="Refund $80", details={"amount": 80}, allow_edit=True)
     made["approved"] = _answer(approved, ALICE, choice="approve", note="ok, but less", details={"amount": 60})
-    made["denied"] = _answer(_ask(key, action="Delete the staging DB"), ALICE, choice="deny")
+    made["denied"] = _answer(
+        DecisionFactory(api_key=key, action="Delete the staging DB"), ALICE, choice="deny"
+    )
     made["responded"] = _answer(
-        _ask(key, action="Which warehouse ships order #7?", response_type="text"),
+        DecisionFactory(api_key=key, action="Which warehouse ships order #7?", response_type="text"),
         ALICE,
         text="Rotterdam, on Monday.",
     )
     made["other_option"] = _answer(
-        _ask(key, action="Pick a carrier", options=["dhl", "ups"]), ALICE, choice="ups"
+        DecisionFactory(api_key=key, action="Pick a carrier", options=["dhl", "ups"]), ALICE, choice="ups"
     )
-    made["cancelled"] = decision_cancel(decision=_ask(key, action="Send the newsletter"), actor="acme agent")
-    overdue = _ask(key, action="Restart prod", timeout_minutes=5, on_timeout="deny")
+    made["cancelled"] = decision_cancel(
+        decision=DecisionFactory(api_key=key, action="Send the newsletter"), actor="acme agent"
+    )
+    overdue = DecisionFactory(api_key=key, action="Restart prod", timeout_minutes=5, on_timeout="deny")
     Decision.objects.filter(pk=overdue.pk).update(expires_at=F("expires_at") - timedelta(minutes=10))
     made["expired"] = decision_expire(decision_id=overdue.pk)
     seal()  # the audit pages and export show the sealed trail

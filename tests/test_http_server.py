@@ -22,7 +22,7 @@ import pytest
 from broker.asgi import application
 from decisions.links import link_token
 from decisions.models import ApprovalRequest, Decision, Status
-from decisions.services import decision_create
+from decisions.services import DecisionSpec, decision_create
 from notifications import tasks
 from tests.conftest import ALICE
 from tests.helpers import serving
@@ -172,9 +172,11 @@ def test_a_declared_content_length_over_1_mib_is_a_413_before_the_body_is_sent(s
 def alice_approve_path(acme_key, published) -> tuple[Decision, str]:
     decision, created = decision_create(
         api_key=acme_key[0],
-        action=REFUND["action"],
-        details=REFUND["details"],
-        stages=[{"approvers": [ALICE], "quorum": "any"}],
+        spec=DecisionSpec(
+            action=REFUND["action"],
+            details=REFUND["details"],
+            stages=[{"approvers": [ALICE], "quorum": "any"}],
+        ),
     )
     assert created
     request = ApprovalRequest.objects.get(decision=decision, address=ALICE)

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from decisions.models import ApprovalRequest, Decision
-from decisions.services import decision_answer, decision_create
+from decisions.services import DecisionSpec, decision_answer, decision_create
 from tests.conftest import ALICE
 
 
@@ -41,7 +41,8 @@ def _wait_until_someone_waits_on_a_lock(timeout: float = 10.0) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_alice_answering_while_the_worker_marks_her_email_sent_does_not_deadlock(acme_key):
     decision, _ = decision_create(
-        api_key=acme_key[0], action="Refund $120", stages=[{"approvers": [ALICE], "quorum": "any"}]
+        api_key=acme_key[0],
+        spec=DecisionSpec(action="Refund $120", stages=[{"approvers": [ALICE], "quorum": "any"}]),
     )
     request = ApprovalRequest.objects.get(decision=decision)
     worker_holds_request = threading.Event()

@@ -23,9 +23,14 @@ from django.utils import timezone
 from broker.asgi import application
 from decisions import waiting
 from decisions.models import Decision
-from decisions.services import decision_answer, decision_cancel, decision_create, decision_expire
+from decisions.services import (
+    decision_answer,
+    decision_cancel,
+    decision_expire,
+)
 from organizations.services import api_key_revoke
 from tests.conftest import ALICE, client_for
+from tests.factories import DecisionFactory
 from tests.helpers import wait_for
 
 AGENT = "acme agent"
@@ -35,12 +40,8 @@ AGENT = "acme agent"
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def ask_alice(api_key, action: str = "Deploy release 4.2") -> Decision:
-    decision, created = decision_create(
-        api_key=api_key, action=action, stages=[{"approvers": [ALICE], "quorum": "any"}]
-    )
-    assert created
-    return decision
+class Deploy(DecisionFactory):
+    action = "Deploy release 4.2"
 
 
 def assert_error(response, status: int, code: str) -> dict:
@@ -112,7 +113,7 @@ def never_held(monkeypatch):
 
 @pytest.mark.parametrize("wait", ["-1", "abc", "61", "60.5", "1e3", "nan", "inf", "-inf", ""])
 def test_a_wait_that_is_not_0_to_60_seconds_is_a_400(api, acme_key, wait):
-    decision = ask_alice(acme_key[0])
+    decision = Deploy(api_key=acme_key[0])
 
     response = get(api, f"/decisions/{decision.id}", {"wait": wait})
 
@@ -122,7 +123,7 @@ def test_a_wait_that_is_not_0_to_60_seconds_is_a_400(api, acme_key, wait):
 
 @pytest.mark.parametrize("wait", ["0", "0.0"])
 def test_wait_0_answers_at_once_with_the_pending_decision(api, acme_key, never_held, wait):
-    decision = ask_alice(acme_key[0])
+    decision = Deploy(api_key=acme_key[0])
 
     response = get(api, f"/decisions/{decision.id}", {"wait": wait})
 
@@ -132,7 +133,7 @@ def test_wait_0_answers_at_once_with_the_pending_decision(api, acme_key, never_h
 
 
 def test_a_resolved_decision_is_answered_at_once_whatever_the_wait(api, acme_key, never_held):
-    decision = ask_alice(acme_key[0])
+    decision = Deploy(api_key=acme_key[0])
     decision_cancel(decision=decision, actor=AGENT)
 
     response = get(api, f"/decisions/{decision.id}", {"wait": "60"})
@@ -144,7 +145,7 @@ def test_a_resolved_decision_is_answered_at_once_whatever_the_wait(api, acme_key
 
 def test_another_organizations_decision_is_a_404_at_once(api, globex_key, never_held):
     # given: Globex's pending decision; Acme's agent guesses its id
-    theirs = ask_alice(globex_key[0])
+    theirs = Deploy(api_key=globex_key[0])
 
     response = get(api, f"/decisions/{theirs.id}", {"wait": "60"})
 
@@ -158,7 +159,7 @@ def test_an_unknown_decision_is_a_404_at_once(api, never_held):
 
 
 def test_without_a_key_a_long_poll_is_a_401_at_once(acme_key, never_held):
-    decision = ask_alice(acme_key[0])
+    decision = Deploy(api_key=acme_key[0])
 
     response = get(client_for(None), f"/decisions/{decision.id}", {"wait": "60"})
 
@@ -166,7 +167,7 @@ def test_without_a_key_a_long_poll_is_a_401_at_once(acme_key, never_held):
 
 
 def test_with_a_revoked_key_a_long_poll_is_a_401_at_once(acme_key, never_held):
-    decision = ask_alice(acme_key[0])
+    decision = Deploy(api_key=acme_key[0])
     api_key_revoke(key=acme_key[0])
 
     response = get(client_for(acme_key[1]), f"/decisions/{decision.id}", {"wait": "60"})
@@ -176,7 +177,7 @@ def test_with_a_revoked_key_a_long_poll_is_a_401_at_once(acme_key, never_held):
 
 def test_a_decision_still_pending_when_the_wait_runs_out_comes_back_pending(acme_key, held):
     # given: nobody answers (the wait is a fraction of a second, so the test stays short)
-    decision = ask_alice(acme_key[0])
+    decision = Deploy(api_key=acme_key[0])
     agent = client_for(acme_key[1])
 
     # when
@@ -293,7 +294,7 @@ def test_a_waiting_agent_is_woken_by_the_resolution(
     settings.LONGPOLL_RECHECK_SECONDS = 60
 
     # given: the agent is waiting, and the web process listens for resolutions
-    decision = ask_alice(acme_key[0])
+    decision = Deploy(api_key=acme_key[0])
     answer = long_poll(agents, asgi_server, acme_key[1], decision.id)
     wait_for(lambda: held == [decision.id] and subscribers() == 1)
 
@@ -319,9 +320,9 @@ def test_a_lost_wake_up_costs_latency_not_the_answer(
 ):
     # given: announcements are lost (Redis blipped), and the database re-check runs often
     published: list[str] = []
-    monkeypatch.setattr("decisions.services.publish_resolution", published.append)
+    monkeypatch.setattr("decisions.services.resolve.publish_resolution", published.append)
     settings.LONGPOLL_RECHECK_SECONDS = 0.2
-    decision = ask_alice(acme_key[0])
+    decision = Deploy(api_key=acme_key[0])
     answer = long_poll(agents, asgi_server, acme_key[1], decision.id)
     wait_for(lambda: held == [decision.id])
 
@@ -347,7 +348,7 @@ def test_fifty_agents_waiting_at_once_all_get_their_answers(
     settings.LONGPOLL_RECHECK_SECONDS = 60
 
     # given: fifty decisions, an agent waiting on each
-    decisions = [ask_alice(acme_key[0], f"Deploy service {i}") for i in range(WAITERS)]
+    decisions = [Deploy(api_key=acme_key[0], action=f"Deploy service {i}") for i in range(WAITERS)]
     answers = [long_poll(agents, asgi_server, acme_key[1], d.id) for d in decisions]
     wait_for(lambda: len(held) == WAITERS and subscribers() == 1)
 
@@ -366,7 +367,7 @@ def test_fifty_agents_waiting_at_once_all_get_their_answers(
 @pytest.mark.postgres
 def test_waiting_agents_do_not_hold_a_thread_each(asgi_server, agents, held, acme_key):
     # given: fifty agents waiting
-    decisions = [ask_alice(acme_key[0], f"Deploy service {i}") for i in range(WAITERS)]
+    decisions = [Deploy(api_key=acme_key[0], action=f"Deploy service {i}") for i in range(WAITERS)]
     threads_before = _server_threads()
     answers = [long_poll(agents, asgi_server, acme_key[1], d.id) for d in decisions]
     wait_for(lambda: len(held) == WAITERS)

@@ -8,9 +8,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from audit.services import audit_record
 from decisions.models import Decision
-from decisions.services import decision_answer, decision_create
+from decisions.services import decision_answer
 from notifications.models import Delivery
-from tests.conftest import ALICE, client_for
+from tests.conftest import client_for
+from tests.factories import DecisionFactory
 from tests.helpers import seal
 
 TOKEN = "scrape-me-" + "x" * 20
@@ -35,13 +36,9 @@ def scrape(client) -> dict[tuple[str, tuple], float]:
     }
 
 
-def ask(key, action="Refund order #1042"):
-    return decision_create(api_key=key, action=action, stages=[{"approvers": [ALICE], "quorum": "any"}])[0]
-
-
 def test_decisions_by_status_and_how_long_people_take(prometheus, acme_key):
-    answered = ask(acme_key[0])
-    ask(acme_key[0], "Deploy release 4.2")
+    answered = DecisionFactory(api_key=acme_key[0])
+    DecisionFactory(api_key=acme_key[0], action="Deploy release 4.2")
     decision_answer(request_id=answered.requests.get().pk, choice="approve", via="email")
     Decision.objects.filter(pk=answered.pk).update(created_at=timezone.now() - timedelta(seconds=90))
 
@@ -54,7 +51,7 @@ def test_decisions_by_status_and_how_long_people_take(prometheus, acme_key):
 
 
 def test_the_outbox_the_clock_and_the_sealer_show_what_is_late(prometheus, acme, acme_key):
-    decision = ask(acme_key[0])
+    decision = DecisionFactory(api_key=acme_key[0])
     Delivery.objects.filter(decision=decision).update(next_attempt_at=timezone.now() - timedelta(seconds=30))
     Delivery.objects.create(
         organization=acme, decision=decision, kind="callback", purpose="outcome", status="failed"

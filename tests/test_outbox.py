@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from decisions.models import ApprovalRequest, Decision
-from decisions.services import decision_cancel, decision_create
+from decisions.services import decision_cancel
 from notifications import services, tasks
 from notifications.models import Delivery
 from notifications.senders import _SENDERS, PermanentFailure, RetryLater
@@ -27,6 +27,7 @@ from notifications.services import (
     delivery_claim,
 )
 from tests.conftest import ALICE, BOB
+from tests.factories import DecisionFactory
 from tests.helpers import wait_for
 
 ACTION = "Refund order #1234 for $80"
@@ -36,12 +37,8 @@ class Boom(Exception):
     """Raised on purpose to roll a transaction back."""
 
 
-def create_decision(acme_key, *approvers: str, action: str = ACTION) -> Decision:
-    decision, created = decision_create(
-        api_key=acme_key[0], action=action, stages=[{"approvers": list(approvers), "quorum": "any"}]
-    )
-    assert created
-    return decision
+class Refund(DecisionFactory):
+    action = ACTION
 
 
 def create_decision_then_roll_back(acme_key, *approvers: str, action: str = ACTION) -> dict:
@@ -51,7 +48,7 @@ def create_decision_then_roll_back(acme_key, *approvers: str, action: str = ACTI
 
     def create_then_fail() -> None:
         with transaction.atomic():
-            decision = create_decision(acme_key, *approvers, action=action)
+            decision = Refund(api_key=acme_key[0], approvers=approvers, action=action)
             seen["decision_id"] = decision.id
             deliveries = Delivery.objects.filter(decision=decision)
             seen["delivery_ids"] = list(deliveries.values_list("pk", flat=True))
@@ -112,7 +109,7 @@ def test_a_decision_for_alice_and_bob_writes_one_pending_email_each_and_publishe
 ):
     # when
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        decision = create_decision(acme_key, ALICE, BOB)
+        decision = Refund(api_key=acme_key[0], approvers=[ALICE, BOB])
         # Nothing leaves the process while the transaction is open.
         assert published == []
 
@@ -148,7 +145,7 @@ def test_a_decision_rolled_back_leaves_no_decision_no_delivery_and_nothing_to_pu
 
 def test_a_claim_is_a_compare_and_set_on_the_lease(acme_key, published):
     # given
-    delivery = delivery_for(create_decision(acme_key, ALICE))
+    delivery = delivery_for(Refund(api_key=acme_key[0], approvers=[ALICE]))
 
     # when: one worker claims it
     claimed = delivery_claim(delivery_id=delivery.pk)
@@ -165,7 +162,7 @@ def test_a_claim_is_a_compare_and_set_on_the_lease(acme_key, published):
 
 def test_a_delivery_whose_lease_ran_out_can_be_claimed_again(acme_key, published):
     # given: claimed by a worker that then died mid-send
-    delivery = delivery_for(create_decision(acme_key, ALICE))
+    delivery = delivery_for(Refund(api_key=acme_key[0], approvers=[ALICE]))
     assert delivery_claim(delivery_id=delivery.pk) is not None
     Delivery.objects.filter(pk=delivery.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
 
@@ -180,7 +177,7 @@ def test_a_delivery_whose_lease_ran_out_can_be_claimed_again(acme_key, published
 
 def test_a_delivery_not_yet_due_cannot_be_claimed(acme_key, published):
     # given: a retry scheduled for later
-    delivery = delivery_for(create_decision(acme_key, ALICE))
+    delivery = delivery_for(Refund(api_key=acme_key[0], approvers=[ALICE]))
     Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now() + timedelta(minutes=5))
 
     # when / then
@@ -191,7 +188,7 @@ def test_a_delivery_not_yet_due_cannot_be_claimed(acme_key, published):
 
 
 def test_a_settled_or_missing_delivery_cannot_be_claimed(acme_key, published):
-    delivery = delivery_for(create_decision(acme_key, ALICE))
+    delivery = delivery_for(Refund(api_key=acme_key[0], approvers=[ALICE]))
     Delivery.objects.filter(pk=delivery.pk).update(status=Delivery.Status.SENT)
 
     assert delivery_claim(delivery_id=delivery.pk) is None
@@ -204,7 +201,7 @@ def test_a_settled_or_missing_delivery_cannot_be_claimed(acme_key, published):
 def test_a_successful_send_marks_the_delivery_sent_and_alice_notified(acme_key, published, email_sender):
     # given
     sent = email_sender()
-    decision = create_decision(acme_key, ALICE)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE])
     delivery = delivery_for(decision)
 
     # when
@@ -229,7 +226,7 @@ def test_retry_later_keeps_it_pending_and_schedules_the_first_retry_about_5_seco
 ):
     # given: the mail server is busy
     email_sender(RetryLater("421 try again later"))
-    decision = create_decision(acme_key, ALICE)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE])
     delivery = delivery_for(decision)
 
     # when
@@ -250,7 +247,7 @@ def test_retry_later_keeps_it_pending_and_schedules_the_first_retry_about_5_seco
 def test_retry_later_honours_the_remote_retry_after(acme_key, published, email_sender):
     # given: the provider says when to come back
     email_sender(RetryLater("429 slow down", retry_after=120))
-    delivery = delivery_for(create_decision(acme_key, ALICE))
+    delivery = delivery_for(Refund(api_key=acme_key[0], approvers=[ALICE]))
 
     # when
     before = timezone.now()
@@ -267,7 +264,7 @@ def test_retry_later_honours_the_remote_retry_after(acme_key, published, email_s
 def test_any_other_error_is_retried_with_the_error_recorded(acme_key, published, email_sender):
     # given: a crash nobody anticipated
     email_sender(ConnectionResetError("connection reset by peer"))
-    delivery = delivery_for(create_decision(acme_key, ALICE))
+    delivery = delivery_for(Refund(api_key=acme_key[0], approvers=[ALICE]))
 
     # when
     before = timezone.now()
@@ -283,7 +280,7 @@ def test_any_other_error_is_retried_with_the_error_recorded(acme_key, published,
 def test_a_permanent_failure_fails_the_delivery_and_audits_the_reason(acme_key, published, email_sender):
     # given: the address does not exist
     email_sender(PermanentFailure("recipient refused: alice@example.com"))
-    decision = create_decision(acme_key, ALICE)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE])
     delivery = delivery_for(decision)
 
     # when
@@ -303,7 +300,7 @@ def test_a_permanent_failure_fails_the_delivery_and_audits_the_reason(acme_key, 
 def test_after_the_last_attempt_it_gives_up(acme_key, published, email_sender):
     # given: every attempt but the last has failed already
     email_sender(RetryLater("421 try again later"))
-    decision = create_decision(acme_key, ALICE)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE])
     delivery = delivery_for(decision)
     Delivery.objects.filter(pk=delivery.pk).update(attempts=MAX_ATTEMPTS - 1)
 
@@ -323,7 +320,7 @@ def test_the_retries_together_span_more_than_24_hours(acme_key, published, email
     # CONTRACT: failures are retried for at least 24 hours. Walk a delivery through every
     # attempt, making each retry due at once, and add up the delays it was given.
     email_sender(RetryLater("421 try again later"))
-    delivery = delivery_for(create_decision(acme_key, ALICE))
+    delivery = delivery_for(Refund(api_key=acme_key[0], approvers=[ALICE]))
     waited = timedelta(0)
     for _ in range(MAX_ATTEMPTS - 1):
         before = timezone.now()
@@ -343,7 +340,7 @@ def test_the_retries_together_span_more_than_24_hours(acme_key, published, email
 def test_an_ask_for_a_cancelled_decision_is_not_sent(acme_key, published, email_sender):
     # given: the agent cancelled before the worker got to alice's email
     sent = email_sender()
-    decision = create_decision(acme_key, ALICE)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE])
     delivery = delivery_for(decision)
     decision_cancel(decision=decision, actor="acme agent")
 
@@ -366,7 +363,7 @@ def test_an_ask_for_a_cancelled_decision_is_not_sent(acme_key, published, email_
 def test_a_kind_without_a_sender_stays_pending_with_a_retry_scheduled(acme_key, published, monkeypatch):
     # given: no email sender is configured
     monkeypatch.delitem(_SENDERS, Delivery.Kind.EMAIL)
-    delivery = delivery_for(create_decision(acme_key, ALICE))
+    delivery = delivery_for(Refund(api_key=acme_key[0], approvers=[ALICE]))
 
     # when
     before = timezone.now()
@@ -382,7 +379,7 @@ def test_a_kind_without_a_sender_stays_pending_with_a_retry_scheduled(acme_key, 
 def test_attempting_the_same_delivery_twice_sends_it_once(acme_key, published, email_sender):
     # given: the task ran twice for one id (a duplicate message, or a sweep re-publish)
     sent = email_sender()
-    decision = create_decision(acme_key, ALICE)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE])
     delivery = delivery_for(decision)
 
     # when
@@ -402,7 +399,7 @@ def test_attempting_the_same_delivery_twice_sends_it_once(acme_key, published, e
 
 def test_the_sweep_republishes_deliveries_whose_enqueue_was_lost(acme_key, published):
     # given: alice's and bob's tasks were never published (the broker was down at commit)
-    decision = create_decision(acme_key, ALICE, BOB)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE, BOB])
     alice, bob = delivery_for(decision, ALICE), delivery_for(decision, BOB)
     age_enqueue(alice)
     age_enqueue(bob)
@@ -424,7 +421,7 @@ def test_the_sweep_republishes_deliveries_whose_enqueue_was_lost(acme_key, publi
 
 def test_the_sweep_leaves_a_freshly_enqueued_delivery_alone(acme_key, published):
     # given: just published; its worker has not had time to claim it
-    delivery = delivery_for(create_decision(acme_key, ALICE))
+    delivery = delivery_for(Refund(api_key=acme_key[0], approvers=[ALICE]))
     enqueued_at = delivery.enqueued_at
 
     # when / then
@@ -437,7 +434,7 @@ def test_the_sweep_leaves_a_freshly_enqueued_delivery_alone(acme_key, published)
 def test_the_sweep_publishes_a_retry_once_it_is_due(acme_key, published, email_sender):
     # given: the first attempt failed and scheduled a retry
     email_sender(RetryLater("421 try again later"))
-    delivery = delivery_for(create_decision(acme_key, ALICE))
+    delivery = delivery_for(Refund(api_key=acme_key[0], approvers=[ALICE]))
     delivery_attempt(delivery_id=delivery.pk)
 
     # then: not before it is due
@@ -458,7 +455,7 @@ def test_the_sweep_publishes_a_retry_once_it_is_due(acme_key, published, email_s
 
 def test_the_sweep_skips_a_delivery_a_worker_holds_until_its_lease_runs_out(acme_key, published):
     # given: a worker is sending it right now
-    delivery = delivery_for(create_decision(acme_key, ALICE))
+    delivery = delivery_for(Refund(api_key=acme_key[0], approvers=[ALICE]))
     age_enqueue(delivery)
     assert delivery_claim(delivery_id=delivery.pk) is not None
 
@@ -475,7 +472,7 @@ def test_the_sweep_skips_a_delivery_a_worker_holds_until_its_lease_runs_out(acme
 
 
 def test_the_sweep_ignores_settled_deliveries(acme_key, published):
-    decision = create_decision(acme_key, ALICE, BOB)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE, BOB])
     alice, bob = delivery_for(decision, ALICE), delivery_for(decision, BOB)
     age_enqueue(alice)
     age_enqueue(bob)
@@ -553,7 +550,7 @@ def test_a_task_enqueued_in_a_transaction_that_rolls_back_never_runs(
     assert len(doomed["delivery_ids"]) == 1
 
     # when: a decision for alice commits afterwards
-    decision = create_decision(acme_key, ALICE)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE])
     delivery = wait_for(lambda: sent_delivery(decision.id))
 
     # then: had bob's task been published, the worker would have taken it first (the queue is
@@ -570,7 +567,7 @@ def test_a_delivery_whose_enqueue_was_lost_is_picked_up_by_the_sweep(
 ):
     # given: alice's decision commits but its publish never reaches the broker
     monkeypatch.setattr(services, "_publish_on_commit", lambda delivery_ids: None)
-    decision = create_decision(acme_key, ALICE)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE])
     delivery = delivery_for(decision)
 
     # when: the sweep runs while the delivery is fresh

@@ -23,6 +23,7 @@ from decisions.models import Decision, Status
 from decisions.services import (
     AlreadyAnswered,
     AlreadyResolved,
+    DecisionSpec,
     decision_answer,
     decision_cancel,
     decision_create,
@@ -68,8 +69,9 @@ def test_cancel_races_approvals_and_exactly_one_wins(agent, round_):
     # given a quorum-any decision put to 25 approvers
     decision, _ = decision_create(
         api_key=agent,
-        action="Wire 40 000 EUR to Globex",
-        stages=[{"approvers": approvers(25), "quorum": "any"}],
+        spec=DecisionSpec(
+            action="Wire 40 000 EUR to Globex", stages=[{"approvers": approvers(25), "quorum": "any"}]
+        ),
     )
     request_ids = list(decision.requests.values_list("pk", flat=True))
     assert len(request_ids) == 25
@@ -106,9 +108,11 @@ def test_cancel_races_the_timeout_and_exactly_one_wins(agent, round_):
     # given a decision whose deadline has just passed, before the expiry sweep got to it
     decision, _ = decision_create(
         api_key=agent,
-        action="Rotate the production database password",
-        stages=[{"approvers": approvers(2), "quorum": "any"}],
-        on_timeout="deny",
+        spec=DecisionSpec(
+            action="Rotate the production database password",
+            stages=[{"approvers": approvers(2), "quorum": "any"}],
+            on_timeout="deny",
+        ),
     )
     Decision.objects.filter(pk=decision.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
 
@@ -144,8 +148,9 @@ def test_concurrent_creates_are_all_sealed_into_one_contiguous_chain(agent):
             key = ApiKey.objects.select_related("organization").get(pk=agent.pk)
             decision, _ = decision_create(
                 api_key=key,
-                action=f"Refund order #{n}",
-                stages=[{"approvers": approvers(2), "quorum": "any"}],
+                spec=DecisionSpec(
+                    action=f"Refund order #{n}", stages=[{"approvers": approvers(2), "quorum": "any"}]
+                ),
             )
             return decision.pk
 
@@ -172,11 +177,13 @@ def test_concurrent_requests_with_one_idempotency_key_create_one_decision(agent)
         key = ApiKey.objects.select_related("organization").get(pk=agent.pk)
         decision, created = decision_create(
             api_key=key,
-            action=body["action"],
-            details=body["details"],
-            stages=[{"approvers": [body["approver"]], "quorum": "any"}],
             idempotency_key="retry-7f3c",
             fingerprint=request_fingerprint(body),
+            spec=DecisionSpec(
+                action=body["action"],
+                details=body["details"],
+                stages=[{"approvers": [body["approver"]], "quorum": "any"}],
+            ),
         )
         return decision.pk, created
 
@@ -197,8 +204,10 @@ def test_concurrent_approvals_count_exactly_towards_the_quorum(agent):
     # given 3 approvals needed out of 10 approvers, all of whom approve at the same moment
     decision, _ = decision_create(
         api_key=agent,
-        action="Grant production access to the new contractor",
-        stages=[{"approvers": approvers(10), "quorum": 3}],
+        spec=DecisionSpec(
+            action="Grant production access to the new contractor",
+            stages=[{"approvers": approvers(10), "quorum": 3}],
+        ),
     )
     request_ids = list(decision.requests.values_list("pk", flat=True))
 
@@ -223,11 +232,13 @@ def test_concurrent_approvals_complete_a_stage_exactly_once(agent):
     # given a first stage that needs all 10 approvers, and a director as the second stage
     decision, _ = decision_create(
         api_key=agent,
-        action="Sign the Globex contract",
-        stages=[
-            {"approvers": approvers(10), "quorum": "all"},
-            {"approvers": ["director@example.com"], "quorum": "any"},
-        ],
+        spec=DecisionSpec(
+            action="Sign the Globex contract",
+            stages=[
+                {"approvers": approvers(10), "quorum": "all"},
+                {"approvers": ["director@example.com"], "quorum": "any"},
+            ],
+        ),
     )
     request_ids = list(decision.requests.values_list("pk", flat=True))
 
@@ -254,8 +265,10 @@ def test_a_double_click_counts_once(agent):
     # given alice and bob must both approve
     decision, _ = decision_create(
         api_key=agent,
-        action="Refund order #1042",
-        stages=[{"approvers": ["alice@example.com", "bob@example.com"], "quorum": "all"}],
+        spec=DecisionSpec(
+            action="Refund order #1042",
+            stages=[{"approvers": ["alice@example.com", "bob@example.com"], "quorum": "all"}],
+        ),
     )
     alice_request = decision.requests.get(address="alice@example.com")
 

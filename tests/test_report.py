@@ -12,8 +12,13 @@ from django.utils import timezone
 from decisions import charts
 from decisions.models import ApprovalRequest, Decision
 from decisions.reports import decision_report, percentile
-from decisions.services import decision_answer, decision_cancel, decision_create, decision_expire
+from decisions.services import (
+    decision_answer,
+    decision_cancel,
+    decision_expire,
+)
 from tests.conftest import ALICE, CAROL
+from tests.factories import DecisionFactory
 
 BOB_SLACK = "slack:U0BOB"
 
@@ -21,13 +26,6 @@ BOB_SLACK = "slack:U0BOB"
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def ask(api_key, action: str, approvers=(ALICE,)):
-    decision, _ = decision_create(
-        api_key=api_key, action=action, stages=[{"approvers": list(approvers), "quorum": "any"}]
-    )
-    return decision
 
 
 def answer(decision, address: str, choice: str, *, took: timedelta):
@@ -49,28 +47,28 @@ def month(acme_key, globex_key):
     and one was cancelled; three days ago one was asked and is still pending. Also a
     decision from 40 days ago and one of Globex's, which the report must leave out."""
     key = acme_key[0]
-    approved = ask(key, "Refund #1")
+    approved = DecisionFactory(api_key=key, action="Refund #1")
     answer(approved, ALICE, "approve", took=timedelta(minutes=10))
-    denied = ask(key, "Refund #2", approvers=(BOB_SLACK,))
+    denied = DecisionFactory(api_key=key, action="Refund #2", approvers=(BOB_SLACK,))
     answer(denied, BOB_SLACK, "deny", took=timedelta(hours=2))
-    approved_yesterday = ask(key, "Refund #3")
+    approved_yesterday = DecisionFactory(api_key=key, action="Refund #3")
     answer(approved_yesterday, ALICE, "approve", took=timedelta(minutes=30))
     created_days_ago(approved_yesterday, 1)
-    expired = ask(key, "Refund #4")
+    expired = DecisionFactory(api_key=key, action="Refund #4")
     ApprovalRequest.objects.create(decision=expired, address=CAROL, channel="email", level=1)
     Decision.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert decision_expire(decision_id=expired.pk) is not None
     created_days_ago(expired, 1)
-    cancelled = ask(key, "Refund #5")
+    cancelled = DecisionFactory(api_key=key, action="Refund #5")
     decision_cancel(decision=cancelled, actor="api_key:test")
     created_days_ago(cancelled, 1)
-    pending = ask(key, "Refund #6")
+    pending = DecisionFactory(api_key=key, action="Refund #6")
     created_days_ago(pending, 3)
-    old = ask(key, "Refund #0")
+    old = DecisionFactory(api_key=key, action="Refund #0")
     answer(old, ALICE, "approve", took=timedelta(days=3))
     created_days_ago(old, 40)
     ApprovalRequest.objects.filter(decision=old).update(answered_at=timezone.now() - timedelta(days=40))
-    ask(globex_key[0], "Globex payroll")
+    DecisionFactory(api_key=globex_key[0], action="Globex payroll")
     return key.organization
 
 

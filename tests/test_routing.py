@@ -18,11 +18,12 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from audit.models import AuditEvent
-from decisions.clock import fire_due
 from decisions.models import ApprovalRequest, ApproverGroup, Decision, Policy, Status
-from decisions.services import decision_answer, decision_create
+from decisions.services import decision_answer
+from decisions.services.tick import fire_due
 from notifications.models import Delivery
 from tests.conftest import ALICE, BOB, CAROL
+from tests.factories import DecisionFactory
 
 DAVE = "dave@example.com"
 SLACK_ERIN = "slack:U123ERIN"
@@ -40,13 +41,6 @@ def agent(acme_key):
 @pytest.fixture
 def finance(acme):
     return ApproverGroup.objects.create(organization=acme, name="finance", members=[ALICE, BOB, SLACK_ERIN])
-
-
-def create(agent, *stages: dict, **fields) -> Decision:
-    fields.setdefault("action", "Refund order #1042")
-    decision, created = decision_create(api_key=agent, stages=list(stages), **fields)
-    assert created
-    return decision
 
 
 def stage(*approvers: str, quorum="any") -> dict:
@@ -94,7 +88,7 @@ def minutes_between(start: str, end: str) -> float:
 
 
 def test_quorum_any_the_first_approval_decides(agent):
-    decision = create(agent, stage(ALICE, BOB, CAROL))
+    decision = DecisionFactory(api_key=agent, stages=[stage(ALICE, BOB, CAROL)])
 
     answer(decision, BOB)
 
@@ -105,7 +99,7 @@ def test_quorum_any_the_first_approval_decides(agent):
 
 
 def test_quorum_all_waits_for_every_approver(agent):
-    decision = create(agent, stage(ALICE, BOB, CAROL, quorum="all"))
+    decision = DecisionFactory(api_key=agent, stages=[stage(ALICE, BOB, CAROL, quorum="all")])
 
     answer(decision, ALICE)
     answer(decision, BOB)
@@ -119,7 +113,7 @@ def test_quorum_all_waits_for_every_approver(agent):
 
 
 def test_quorum_two_of_three_resolves_at_the_second_approval(agent):
-    decision = create(agent, stage(ALICE, BOB, CAROL, quorum=2))
+    decision = DecisionFactory(api_key=agent, stages=[stage(ALICE, BOB, CAROL, quorum=2)])
 
     answer(decision, CAROL)
     assert reload(decision).status == Status.PENDING
@@ -132,7 +126,7 @@ def test_quorum_two_of_three_resolves_at_the_second_approval(agent):
 
 
 def test_one_deny_resolves_a_two_of_three_as_denied(agent):
-    decision = create(agent, stage(ALICE, BOB, CAROL, quorum=2))
+    decision = DecisionFactory(api_key=agent, stages=[stage(ALICE, BOB, CAROL, quorum=2)])
     answer(decision, ALICE)
 
     answer(decision, BOB, "deny")
@@ -148,7 +142,7 @@ def test_one_deny_resolves_a_two_of_three_as_denied(agent):
 
 def test_the_second_stage_is_asked_only_after_the_first_approves(agent):
     # given managers alice and bob (both), then director carol
-    decision = create(agent, stage(ALICE, BOB, quorum="all"), stage(CAROL))
+    decision = DecisionFactory(api_key=agent, stages=[stage(ALICE, BOB, quorum="all"), stage(CAROL)])
     assert sorted(decision.requests.values_list("address", "stage")) == [(ALICE, 0), (BOB, 0)]
 
     # alice's approval alone does not complete the first stage
@@ -173,7 +167,7 @@ def test_the_second_stage_is_asked_only_after_the_first_approves(agent):
 
 
 def test_a_deny_in_the_first_stage_denies_and_the_second_is_never_asked(agent):
-    decision = create(agent, stage(ALICE, BOB, quorum="all"), stage(CAROL))
+    decision = DecisionFactory(api_key=agent, stages=[stage(ALICE, BOB, quorum="all"), stage(CAROL)])
     answer(decision, ALICE)
 
     answer(decision, BOB, "deny")
@@ -186,7 +180,7 @@ def test_a_deny_in_the_first_stage_denies_and_the_second_is_never_asked(agent):
 
 
 def test_a_deny_in_the_second_stage_denies(agent):
-    decision = create(agent, stage(ALICE), stage(CAROL, DAVE, quorum="all"))
+    decision = DecisionFactory(api_key=agent, stages=[stage(ALICE), stage(CAROL, DAVE, quorum="all")])
     answer(decision, ALICE)
     answer(decision, DAVE)
 
@@ -220,7 +214,7 @@ def test_a_group_asks_each_member_with_the_group_named(api, finance):
 
 
 def test_quorum_all_over_a_group_needs_every_member(agent, finance):
-    decision = create(agent, stage("group:finance", quorum="all"))
+    decision = DecisionFactory(api_key=agent, stages=[stage("group:finance", quorum="all")])
 
     answer(decision, ALICE)
     answer(decision, BOB)
@@ -232,9 +226,9 @@ def test_quorum_all_over_a_group_needs_every_member(agent, finance):
 
 def test_an_escalation_level_can_be_a_group(agent, acme):
     ApproverGroup.objects.create(organization=acme, name="leads", members=[CAROL, DAVE])
-    decision = create(
-        agent,
-        stage(ALICE),
+    decision = DecisionFactory(
+        api_key=agent,
+        stages=[stage(ALICE)],
         escalation=[{"after_minutes": 10, "approvers": ["group:leads"]}],
         timeout_minutes=60,
         reminders=[],

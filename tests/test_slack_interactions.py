@@ -10,17 +10,19 @@ import json
 import time
 from urllib.parse import urlencode
 
+import factory
 import pytest
 from django.test import Client
 
 from audit.models import AuditEvent
 from decisions.links import link_token, request_token
 from decisions.models import ApprovalRequest, Decision, ResponseType, Status
-from decisions.services import decision_answer, decision_create
+from decisions.services import decision_answer
 from notifications.models import Delivery, SlackSettings
 from notifications.services import delivery_attempt
 from notifications.slack import CHOICE_ACTION_PREFIX, MODAL_CALLBACK, NOTE_ACTION, is_slack_url
 from tests.conftest import CAROL
+from tests.factories import DecisionFactory
 from tests.fake_slack import (  # noqa: F401
     INTERACTIONS_PATH,
     SIGNING_SECRET,
@@ -43,15 +45,10 @@ APPROVE, DENY, CUSTOM = (f"{CHOICE_ACTION_PREFIX}{index}" for index in range(3))
 # --- helpers ------------------------------------------------------------------------------
 
 
-def ask(acme_key, *approvers: str, **fields) -> Decision:
-    fields.setdefault("action", ACTION)
-    fields.setdefault("timeout_minutes", 60)
-    fields.setdefault("options", ["approve", "deny", "escalate to legal"])
-    decision, created = decision_create(
-        api_key=acme_key[0], stages=[{"approvers": list(approvers), "quorum": "any"}], **fields
-    )
-    assert created
-    return decision
+class Refund(DecisionFactory):
+    action = ACTION
+    timeout_minutes = 60
+    options = factory.List(["approve", "deny", "escalate to legal"])
 
 
 def posted(decision: Decision, address: str) -> ApprovalRequest:
@@ -126,12 +123,12 @@ def snapshot(decision: Decision) -> tuple:
 @pytest.fixture
 def alice_asked(acme_key, fake_slack) -> ApprovalRequest:
     """alice's DM message, posted: approve, deny, escalate to legal, answer with a note."""
-    return posted(ask(acme_key, ALICE_SLACK), ALICE_SLACK)
+    return posted(Refund(api_key=acme_key[0], approvers=[ALICE_SLACK]), ALICE_SLACK)
 
 
 @pytest.fixture
 def ops_asked(acme_key, fake_slack) -> ApprovalRequest:
-    return posted(ask(acme_key, OPS), OPS)
+    return posted(Refund(api_key=acme_key[0], approvers=[OPS]), OPS)
 
 
 # --- signed clicks answer ------------------------------------------------------------------
@@ -191,7 +188,7 @@ def test_an_approver_named_by_email_answers_in_her_dm_as_herself(acme, acme_key,
     # given: Acme also DMs approvers named by email; carol is found in Slack by her address
     SlackSettings.objects.create(organization=acme, dm_email_approvers=True)
     fake_slack.users_by_email[CAROL] = "U0CAROL"
-    decision = ask(acme_key, CAROL)
+    decision = Refund(api_key=acme_key[0], approvers=[CAROL])
     carol = posted(decision, CAROL)
 
     # when
@@ -211,7 +208,7 @@ def test_an_approver_named_by_email_answers_in_her_dm_as_herself(acme, acme_key,
 def test_someone_else_cannot_answer_for_an_approver_named_by_email(acme, acme_key, fake_slack):
     SlackSettings.objects.create(organization=acme, dm_email_approvers=True)
     fake_slack.users_by_email[CAROL] = "U0CAROL"
-    decision = ask(acme_key, CAROL)
+    decision = Refund(api_key=acme_key[0], approvers=[CAROL])
     carol = posted(decision, CAROL)
     before = snapshot(decision)
 
@@ -445,13 +442,13 @@ def test_an_unknown_action_id_is_a_400_and_changes_nothing(fake_slack, alice_ask
 
 def _value_from_another_decision(acme_key, alice_asked) -> str:
     # Signed by us, but naming alice's request together with another decision's id.
-    other = ask(acme_key, ALICE_SLACK, action="Delete the staging database")
+    other = Refund(api_key=acme_key[0], approvers=[ALICE_SLACK], action="Delete the staging database")
     return request_token(ApprovalRequest(pk=alice_asked.pk, decision_id=other.id))
 
 
 def _value_of_an_email_request(acme_key, alice_asked) -> str:
     # Carol's request is an email one: no Slack button can answer it.
-    decision = ask(acme_key, CAROL)
+    decision = Refund(api_key=acme_key[0], approvers=[CAROL])
     return request_token(decision.requests.get())
 
 
@@ -557,7 +554,7 @@ def test_the_configured_slack_api_origin_is_a_slack_url_and_nothing_else_on_that
 
 def test_a_click_after_carol_approved_by_email_is_told_who_decided(acme_key, fake_slack):
     # given: carol (email) and alice (Slack) were asked; carol approved by email
-    decision = ask(acme_key, CAROL, ALICE_SLACK)
+    decision = Refund(api_key=acme_key[0], approvers=[CAROL, ALICE_SLACK])
     alice = posted(decision, ALICE_SLACK)
     carol = decision.requests.get(address=CAROL)
     decision_answer(request_id=carol.pk, choice="approve", via="email")
@@ -630,8 +627,11 @@ def test_the_note_button_opens_the_answer_modal(fake_slack, alice_asked):
 def test_the_answer_modal_shows_the_agents_markup_as_typed_and_keeps_option_values(acme_key, fake_slack):
     # given: an agent's action and option that would be a channel ping and a disguised link
     option = "<!here> <https://evil.example|ok>"
-    decision = ask(
-        acme_key, ALICE_SLACK, action="<!channel> <https://evil.example|Approve>", options=[option]
+    decision = Refund(
+        api_key=acme_key[0],
+        approvers=[ALICE_SLACK],
+        action="<!channel> <https://evil.example|Approve>",
+        options=[option],
     )
     request = posted(decision, ALICE_SLACK)
 
@@ -704,9 +704,9 @@ def test_alice_answers_with_a_choice_and_a_note_through_the_modal(fake_slack, al
 
 def test_a_text_response_is_answered_through_the_modal(acme_key, fake_slack):
     # given: a question for alice, not a yes/no
-    decision = ask(
-        acme_key,
-        ALICE_SLACK,
+    decision = Refund(
+        api_key=acme_key[0],
+        approvers=[ALICE_SLACK],
         action="Which warehouse should ship order #1042?",
         response_type=ResponseType.TEXT,
     )
@@ -727,7 +727,7 @@ def test_a_text_response_is_answered_through_the_modal(acme_key, fake_slack):
 
 def test_a_modal_sent_after_the_decision_was_settled_shows_an_error_in_the_form(acme_key, fake_slack):
     # given: alice opened the form; meanwhile carol approved by email
-    decision = ask(acme_key, CAROL, ALICE_SLACK)
+    decision = Refund(api_key=acme_key[0], approvers=[CAROL, ALICE_SLACK])
     alice = posted(decision, ALICE_SLACK)
     decision_answer(request_id=decision.requests.get(address=CAROL).pk, choice="approve", via="email")
     before = snapshot(decision)

@@ -15,15 +15,16 @@ import pytest
 from django.test import Client
 
 from audit.models import AuditEvent
-from decisions.clock import decision_tick
 from decisions.links import read_request_token
 from decisions.models import ApprovalRequest, Decision, ResponseType, Status
-from decisions.services import decision_answer, decision_cancel, decision_create
+from decisions.services import decision_answer, decision_cancel
+from decisions.services.tick import decision_tick
 from notifications.models import Delivery, DeliveryAttempt, SlackSettings
 from notifications.senders import RetryLater
 from notifications.services import delivery_attempt
 from notifications.slack import CHOICE_ACTION_PREFIX, NOTE_ACTION, escape, send_slack
 from tests.conftest import ALICE, BOB, CAROL
+from tests.factories import DecisionFactory
 from tests.fake_slack import fake_slack_fixture, form_body, post_signed  # noqa: F401
 
 ALICE_SLACK = "slack:U0ALICE"
@@ -37,14 +38,9 @@ DETAILS = {"amount": 1200, "customer": "Jane <Doe> & Co"}
 # --- helpers ------------------------------------------------------------------------------
 
 
-def ask(acme_key, *approvers: str, quorum="any", **fields) -> Decision:
-    fields.setdefault("action", ACTION)
-    fields.setdefault("timeout_minutes", 60)
-    decision, created = decision_create(
-        api_key=acme_key[0], stages=[{"approvers": list(approvers), "quorum": quorum}], **fields
-    )
-    assert created
-    return decision
+class Refund(DecisionFactory):
+    action = ACTION
+    timeout_minutes = 60
 
 
 def slack_request(decision: Decision, address: str) -> ApprovalRequest:
@@ -113,7 +109,9 @@ def outcome_line(call) -> str:
 
 def test_the_message_shows_action_context_details_urgency_deadline_and_who_asks(acme_key, fake_slack):
     # given
-    decision = ask(acme_key, ALICE_SLACK, context=CONTEXT, details=DETAILS, urgency="high")
+    decision = Refund(
+        api_key=acme_key[0], approvers=[ALICE_SLACK], context=CONTEXT, details=DETAILS, urgency="high"
+    )
 
     # when
     delivery = send(decision, ALICE_SLACK)
@@ -146,7 +144,9 @@ def test_the_message_shows_action_context_details_urgency_deadline_and_who_asks(
 
 def test_the_buttons_are_one_per_option_plus_a_note_each_carrying_the_request(acme_key, fake_slack):
     # given: a custom option beside approve and deny
-    decision = ask(acme_key, ALICE_SLACK, options=["approve", "deny", "escalate to legal"])
+    decision = Refund(
+        api_key=acme_key[0], approvers=[ALICE_SLACK], options=["approve", "deny", "escalate to legal"]
+    )
 
     # when
     send(decision, ALICE_SLACK)
@@ -166,8 +166,11 @@ def test_the_buttons_are_one_per_option_plus_a_note_each_carrying_the_request(ac
 
 
 def test_a_text_response_has_a_single_answer_button(acme_key, fake_slack):
-    decision = ask(
-        acme_key, ALICE_SLACK, action="Which warehouse should ship it?", response_type=ResponseType.TEXT
+    decision = Refund(
+        api_key=acme_key[0],
+        approvers=[ALICE_SLACK],
+        action="Which warehouse should ship it?",
+        response_type=ResponseType.TEXT,
     )
 
     send(decision, ALICE_SLACK)
@@ -177,7 +180,7 @@ def test_a_text_response_has_a_single_answer_button(acme_key, fake_slack):
 
 
 def test_the_bot_token_is_sent_and_where_the_message_went_is_stored(acme_key, fake_slack):
-    decision = ask(acme_key, ALICE_SLACK)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE_SLACK])
 
     send(decision, ALICE_SLACK)
 
@@ -196,7 +199,7 @@ def test_the_bot_token_is_sent_and_where_the_message_went_is_stored(acme_key, fa
 def test_a_channel_address_posts_to_the_channel_with_no_single_owner(
     acme_key, fake_slack, address, posted_to
 ):
-    decision = ask(acme_key, address)
+    decision = Refund(api_key=acme_key[0], approvers=[address])
 
     send(decision, address)
 
@@ -219,7 +222,7 @@ def dm_email_approvers(acme, fake_slack):
 
 def test_an_email_approver_is_looked_up_by_email_and_dmed(acme_key, fake_slack, dm_email_approvers):
     # when
-    decision = ask(acme_key, ALICE)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE])
     send(decision, ALICE)
 
     # then: asked both ways
@@ -237,7 +240,7 @@ def test_an_email_approver_unknown_to_slack_fails_the_slack_delivery_only(
     acme_key, fake_slack, dm_email_approvers
 ):
     # given: dave is asked by email, but the workspace has no one with his address
-    decision = ask(acme_key, "dave@example.com")
+    decision = Refund(api_key=acme_key[0], approvers=["dave@example.com"])
 
     # when
     delivery = send(decision, "dave@example.com")
@@ -253,7 +256,7 @@ def test_an_email_approver_asked_both_ways_counts_once_and_one_answer_closes_bot
     acme_key, fake_slack, dm_email_approvers
 ):
     # given: everyone must approve; each person is asked by email and in Slack
-    decision = ask(acme_key, ALICE, BOB, CAROL, quorum="all")
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE, BOB, CAROL], quorum="all")
     assert decision.requests.count() == 6
 
     # when: alice answers in Slack
@@ -287,7 +290,7 @@ def test_a_permanent_slack_error_fails_the_notification_with_the_reason_on_recor
     acme_key, fake_slack, error
 ):
     # given
-    decision = ask(acme_key, ALICE_SLACK)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE_SLACK])
     fake_slack.fail("chat.postMessage", error)
 
     # when
@@ -308,7 +311,7 @@ def test_a_permanent_slack_error_fails_the_notification_with_the_reason_on_recor
 
 
 def test_a_channel_slack_does_not_know_fails_the_notification(acme_key, fake_slack):
-    decision = ask(acme_key, "slack:#nowhere")
+    decision = Refund(api_key=acme_key[0], approvers=["slack:#nowhere"])
 
     delivery = send(decision, "slack:#nowhere")
 
@@ -318,7 +321,7 @@ def test_a_channel_slack_does_not_know_fails_the_notification(acme_key, fake_sla
 
 def test_a_rate_limit_is_waited_out_by_slack_sdk_within_one_attempt(acme_key, fake_slack):
     # given: Slack answers 429 Retry-After: 1 once, then accepts
-    decision = ask(acme_key, ALICE_SLACK)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE_SLACK])
     fake_slack.rate_limit("chat.postMessage", times=1)
 
     # when
@@ -334,7 +337,7 @@ def test_a_rate_limit_is_waited_out_by_slack_sdk_within_one_attempt(acme_key, fa
 
 def test_a_lasting_rate_limit_goes_back_to_the_outbox_with_slacks_retry_after(acme_key, fake_slack):
     # given: 429 for the first call and for slack-sdk's one retry
-    decision = ask(acme_key, ALICE_SLACK)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE_SLACK])
     fake_slack.rate_limit("chat.postMessage", times=2)
     delivery = deliveries(decision, Delivery.Purpose.ASK, ALICE_SLACK).get()
 
@@ -351,7 +354,7 @@ def test_a_lasting_rate_limit_goes_back_to_the_outbox_with_slacks_retry_after(ac
 
 
 def test_a_lasting_rate_limit_leaves_the_delivery_pending_for_another_attempt(acme_key, fake_slack):
-    decision = ask(acme_key, ALICE_SLACK)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE_SLACK])
     fake_slack.rate_limit("chat.postMessage", times=2)
 
     delivery = send(decision, ALICE_SLACK)
@@ -378,7 +381,7 @@ def test_an_organizations_own_slack_app_token_replaces_the_global_one(
     # given: Acme's settings name an environment variable; the token itself is never stored
     monkeypatch.setenv("ACME_SLACK_BOT_TOKEN", "xoxb-acme-own")
     SlackSettings.objects.create(organization=acme, bot_token_env="ACME_SLACK_BOT_TOKEN")
-    decision = ask(acme_key, ALICE_SLACK)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE_SLACK])
 
     # when
     delivery = send(decision, ALICE_SLACK)
@@ -395,7 +398,7 @@ def test_an_organization_whose_token_variable_is_unset_fails_without_calling_sla
     # given: the variable it names is missing; the global token must not be used instead
     monkeypatch.delenv("ACME_SLACK_BOT_TOKEN", raising=False)
     SlackSettings.objects.create(organization=acme, bot_token_env="ACME_SLACK_BOT_TOKEN")
-    decision = ask(acme_key, ALICE_SLACK)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE_SLACK])
 
     delivery = send(decision, ALICE_SLACK)
 
@@ -409,7 +412,7 @@ def test_an_organization_whose_token_variable_is_unset_fails_without_calling_sla
 
 def test_reminders_are_posted_in_the_thread_of_each_message(acme_key, fake_slack):
     # given: alice (DM) and #ops were asked, reminded after 10 minutes
-    decision = ask(acme_key, ALICE_SLACK, OPS, reminders=[10])
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE_SLACK, OPS], reminders=[10])
     send(decision, ALICE_SLACK)
     send(decision, OPS)
     alice, ops = slack_request(decision, ALICE_SLACK), slack_request(decision, OPS)
@@ -430,7 +433,7 @@ def test_reminders_are_posted_in_the_thread_of_each_message(acme_key, fake_slack
 
 def test_a_reminder_waits_for_its_message_to_be_posted(acme_key, fake_slack):
     # given: the ask has not gone out yet (say Slack was rate limiting)
-    decision = ask(acme_key, ALICE_SLACK, reminders=[10])
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE_SLACK], reminders=[10])
     decision_tick(decision_id=decision.id, now=decision.created_at + timedelta(minutes=11))
 
     # when
@@ -446,7 +449,7 @@ def test_a_reminder_waits_for_its_message_to_be_posted(acme_key, fake_slack):
 
 def _asked_on_slack_and_by_email(acme_key, fake_slack, **fields) -> Decision:
     """carol by email, bob in his DM and #ops in the channel; both Slack messages posted."""
-    decision = ask(acme_key, CAROL, BOB_SLACK, OPS, **fields)
+    decision = Refund(api_key=acme_key[0], approvers=[CAROL, BOB_SLACK, OPS], **fields)
     send(decision, BOB_SLACK)
     send(decision, OPS)
     assert len(fake_slack.calls_to("chat.postMessage")) == 2
@@ -544,7 +547,7 @@ def test_every_message_is_updated_when_someone_in_ops_clicks_a_custom_option(acm
 
 def test_a_message_that_was_never_posted_is_not_updated(acme_key, fake_slack):
     # given: cancelled before the ask went out, so the ask is skipped
-    decision = ask(acme_key, ALICE_SLACK)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE_SLACK])
     decision_cancel(decision=decision, actor=acme_key[0].actor)
     assert send(decision, ALICE_SLACK).status == Delivery.Status.SKIPPED
 
@@ -558,7 +561,7 @@ def test_a_message_that_was_never_posted_is_not_updated(acme_key, fake_slack):
 
 def test_a_message_that_failed_to_post_is_not_updated(acme_key, fake_slack):
     # given: Slack refused the ask
-    decision = ask(acme_key, ALICE_SLACK)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE_SLACK])
     fake_slack.fail("chat.postMessage", "channel_not_found")
     assert send(decision, ALICE_SLACK).status == Delivery.Status.FAILED
 
@@ -573,7 +576,7 @@ def test_a_message_that_failed_to_post_is_not_updated(acme_key, fake_slack):
 
 def test_an_update_waits_while_the_ask_is_still_being_posted(acme_key, fake_slack):
     # given: the ask is pending (its first attempt met a lasting rate limit, say)
-    decision = ask(acme_key, ALICE_SLACK)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE_SLACK])
     decision_cancel(decision=decision, actor=acme_key[0].actor)
 
     # when: the update's attempt comes first
@@ -586,7 +589,7 @@ def test_an_update_waits_while_the_ask_is_still_being_posted(acme_key, fake_slac
 
 def test_a_failed_update_is_recorded_like_any_notification(acme_key, fake_slack):
     # given: the message was posted, then deleted in Slack
-    decision = ask(acme_key, ALICE_SLACK)
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE_SLACK])
     send(decision, ALICE_SLACK)
     decision_cancel(decision=decision, actor=acme_key[0].actor)
     fake_slack.fail("chat.update", "message_not_found")
@@ -641,9 +644,9 @@ def assert_no_live_markup(texts: list[str]) -> None:
 
 def test_agent_markup_is_escaped_in_every_field_of_the_approval_message(acme_key, fake_slack):
     # given
-    decision = ask(
-        acme_key,
-        ALICE_SLACK,
+    decision = Refund(
+        api_key=acme_key[0],
+        approvers=[ALICE_SLACK],
         action=HOSTILE,
         context=HOSTILE,
         details={HOSTILE[:40]: HOSTILE},
@@ -665,7 +668,9 @@ def test_agent_markup_is_escaped_in_every_field_of_the_approval_message(acme_key
 
 def test_agent_markup_is_escaped_in_the_outcome_update(acme_key, fake_slack):
     # given: alice answered with the agent's odd option and a note of her own in kind
-    decision = ask(acme_key, ALICE_SLACK, action=HOSTILE, options=["approve", HOSTILE_OPTION])
+    decision = Refund(
+        api_key=acme_key[0], approvers=[ALICE_SLACK], action=HOSTILE, options=["approve", HOSTILE_OPTION]
+    )
     send(decision, ALICE_SLACK)
     request = slack_request(decision, ALICE_SLACK)
     decision_answer(request_id=request.pk, choice=HOSTILE_OPTION, note="<!channel> fine by me", via="slack")

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from decisions.models import Decision
-from decisions.services import decision_cancel, decision_create
+from decisions.services import DecisionSpec, decision_cancel, decision_create
 from notifications import callbacks, ssrf
 from notifications.models import Delivery, DeliveryAttempt
 from notifications.services import delivery_attempt
@@ -362,7 +362,9 @@ def test_a_host_that_turns_into_an_ipv6_spelling_of_loopback_is_refused_at_conne
     resolver = dns([PUBLIC], [address])
     url = f"https://{HOOK_HOST}/hook"
     ssrf.check_callback_url(url, allow_private=False)
-    decision, _ = decision_create(api_key=acme_key[0], action="Deploy", stages=STAGES, callback_url=url)
+    decision, _ = decision_create(
+        api_key=acme_key[0], spec=DecisionSpec(action="Deploy", stages=STAGES, callback_url=url)
+    )
     decision_cancel(decision=decision, actor="acme agent")
     delivery = Delivery.objects.get(decision=decision, kind=Delivery.Kind.CALLBACK)
 
@@ -388,7 +390,9 @@ def test_the_callback_connects_to_the_address_that_was_checked(
     monkeypatch.setattr(callbacks, "TIMEOUT", httpx.Timeout(2.0))
     resolver = dns(["127.0.0.1"], [ANOTHER_PUBLIC])
     url = f"http://{HOOK_HOST}:{receiver.port}/hook"
-    decision, _ = decision_create(api_key=acme_key[0], action="Deploy", stages=STAGES, callback_url=url)
+    decision, _ = decision_create(
+        api_key=acme_key[0], spec=DecisionSpec(action="Deploy", stages=STAGES, callback_url=url)
+    )
     decision_cancel(decision=decision, actor="acme agent")
     delivery = Delivery.objects.get(decision=decision, kind=Delivery.Kind.CALLBACK)
 
@@ -409,7 +413,9 @@ def test_a_host_that_does_not_resolve_at_connect_is_retried_not_failed(acme_key,
     dns([PUBLIC], socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"))
     url = f"https://{HOOK_HOST}/hook"
     ssrf.check_callback_url(url, allow_private=False)
-    decision, _ = decision_create(api_key=acme_key[0], action="Deploy", stages=STAGES, callback_url=url)
+    decision, _ = decision_create(
+        api_key=acme_key[0], spec=DecisionSpec(action="Deploy", stages=STAGES, callback_url=url)
+    )
     decision_cancel(decision=decision, actor="acme agent")
     delivery = Delivery.objects.get(decision=decision, kind=Delivery.Kind.CALLBACK)
 
@@ -429,7 +435,7 @@ def test_a_stored_url_that_is_not_http_fails_at_connect(acme_key, receiver):
     # The API refuses such URLs; a row written some other way (admin, shell, an old version)
     # still never makes the sender try an ftp:// or credentialed URL.
     decision, _ = decision_create(
-        api_key=acme_key[0], action="Deploy", stages=STAGES, callback_url="ftp://x/hook"
+        api_key=acme_key[0], spec=DecisionSpec(action="Deploy", stages=STAGES, callback_url="ftp://x/hook")
     )
     decision_cancel(decision=decision, actor="acme agent")
     delivery = Delivery.objects.get(decision=decision, kind=Delivery.Kind.CALLBACK)

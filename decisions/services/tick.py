@@ -1,4 +1,4 @@
-"""The clock: reminders, escalations and deadlines, fired on time by one sweep.
+"""The clock: reminders, escalations and deadlines, fired on time by one sweep; and expiry.
 
 Each pending decision carries next_due_at: its next timed step (decisions/schedule.py) or its
 deadline, whichever comes first. A beat task runs fire_due() every CLOCK_TICK_SECONDS. It reads
@@ -18,13 +18,41 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import AuditEntry, audit_record_many
-from decisions.models import ApprovalRequest, Decision, Status
+from decisions.models import ApprovalRequest, Decision, OnTimeout, Status, Via
 from decisions.routing import UnknownGroups, expand_addresses
-from decisions.services import ask, asked_entries, expire
+from decisions.services.asking import ask, asked_entries
+from decisions.services.resolve import announce, build_outcome, transition
 from notifications.models import Delivery
 from notifications.services import deliveries_enqueue
 
 logger = logging.getLogger(__name__)
+
+_TIMEOUT_OUTCOMES = {
+    OnTimeout.EXPIRE: (Status.EXPIRED, None),
+    OnTimeout.DENY: (Status.DENIED, "deny"),
+    OnTimeout.APPROVE: (Status.APPROVED, "approve"),
+}
+
+
+@transaction.atomic
+def decision_expire(*, decision_id: str) -> Decision | None:
+    """Resolve a decision whose time is up, as its on_timeout asks. None (and nothing done)
+    if it is not pending or not yet due: safe to call twice or early."""
+    decision = Decision.objects.filter(pk=decision_id).first()
+    if decision is None or not decision.is_pending:
+        return None
+    return decision if expire(decision, now=timezone.now()) else None
+
+
+def expire(decision: Decision, *, now: datetime) -> bool:
+    """The timeout's compare-and-set, inside the caller's transaction: False if the decision
+    was no longer pending or not yet due (a click got there first)."""
+    status, choice = _TIMEOUT_OUTCOMES[decision.on_timeout]
+    outcome = build_outcome(decision, status=status, by="system", via=Via.TIMEOUT, at=now, choice=choice)
+    if not transition(decision, outcome=outcome, expires_at__lte=now):
+        return False
+    announce(decision)
+    return True
 
 
 def next_due(decision: Decision) -> datetime:
