@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "channels.apps.ChannelsConfig",
     "audit",
     *channel_registry.django_apps(),  # channels with models of their own (channels/<name>/apps.py)
+    "portal",
 ]
 
 MIDDLEWARE = [
@@ -210,6 +211,17 @@ USE_I18N = False
 USE_TZ = True
 # The admin shows times as "2 Dec 2026, 14:03 UTC": 24-hour and with their zone.
 FORMAT_MODULE_PATH = ["broker.formats"]
+
+# The approver portal (/inbox): sessions from a magic link, never a password. The cookie is
+# HttpOnly and SameSite=Lax (Django's defaults), Secure whenever the service is served over https.
+SESSION_COOKIE_AGE = 14 * 24 * 3600
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PUBLIC_BASE_URL.startswith("https://")
+PORTAL_SIGN_IN_LINK_MINUTES = 15
+# A session this young answers decisions whose verification is `session` (signed in by a fresh link).
+PORTAL_FRESH_SIGN_IN_MINUTES = 15
+# Sign-in emails asked for, per address and per client IP (the same for known and unknown addresses).
+PORTAL_SIGN_IN_RATE_LIMIT = env_rate("PORTAL_SIGN_IN_RATE_LIMIT", "5/hour")
+PORTAL_SIGN_IN_IP_RATE_LIMIT = env_rate("PORTAL_SIGN_IN_IP_RATE_LIMIT", "30/hour")
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"

@@ -17,6 +17,7 @@ urlpatterns = [
     path("", include("decisions.urls")),
     path("", include("audit.urls")),
     *channel_registry.urlpatterns(),  # each channel's inbound endpoints (/a/<token>, /slack/interactions)
+    path("", include("portal.urls")),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),

@@ -21,6 +21,9 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _EMAIL = rf"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@{_LABEL}(?:\.{_LABEL})*\.[A-Za-z]{{2,63}}"
 
 
+EMAIL_PATTERN = rf"^{_EMAIL}$"  # an email address alone (requested_by)
+
+
 def address_pattern() -> str:
     """The pattern the OpenAPI schema shows, with each prefixed channel's form (the registry
     imports the channels: call it once Django is set up, not at import)."""

@@ -43,6 +43,22 @@ class Via(models.TextChoices):
     POLICY = "policy"
 
 
+class Verification(models.TextChoices):
+    """How sure we must be that the approver is who answers, weakest first. `link`: whoever holds
+    their email link or Slack button. `session`: signed in to the portal by a magic link within
+    PORTAL_FRESH_SIGN_IN_MINUTES. `passkey`: in the portal, with a passkey that verified the
+    user (PIN, fingerprint, face) at the moment of answering."""
+
+    LINK = "link"
+    SESSION = "session"
+    PASSKEY = "passkey"
+
+    @classmethod
+    def satisfies(cls, verified: str, required: str) -> bool:
+        order = [cls.LINK, cls.SESSION, cls.PASSKEY]
+        return order.index(verified) >= order.index(required)
+
+
 class Channel(models.TextChoices):
     EMAIL = "email"
     SLACK = "slack"
@@ -90,6 +106,14 @@ class Decision(models.Model):
     next_due_at = models.DateTimeField(null=True, blank=True)
     policy = models.JSONField(null=True, blank=True, help_text="the policy rule that matched: name, action")
     on_timeout = models.CharField(max_length=8, choices=OnTimeout.choices, default=OnTimeout.EXPIRE)
+    # A database default too: rows inserted without it (raw SQL, older code mid-deploy) stay valid.
+    verification = models.CharField(
+        max_length=8, choices=Verification.choices, default=Verification.LINK, db_default=Verification.LINK
+    )
+    # Separation of duties: who asked (never approves it), and whether one person may approve
+    # two stages. Database defaults too, as for verification.
+    requested_by = models.CharField(max_length=320, blank=True, default="", db_default="")
+    distinct_stage_approvers = models.BooleanField(default=True, db_default=True)
     callback_url = models.CharField(max_length=2000, blank=True)
     metadata = StoredJSONField(default=dict, blank=True)
     action_hash = models.CharField(max_length=64)
@@ -145,6 +169,13 @@ class ApprovalRequest(models.Model):
     address = models.CharField(max_length=320, help_text="email address or slack:U…")
     channel = models.CharField(max_length=8, choices=Channel.choices)
     group = models.CharField(max_length=64, blank=True, help_text="the group it was asked through")
+    on_behalf_of = models.CharField(
+        max_length=320,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="the away approver this delegate stands in for",
+    )
     stage = models.PositiveSmallIntegerField(default=0)
     level = models.PositiveSmallIntegerField(default=0, help_text="escalation level; 0 = first asked")
     state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
@@ -237,6 +268,14 @@ class Policy(models.Model):
     timeout_minutes = models.FloatField(null=True, blank=True)
     urgency = models.CharField(max_length=8, choices=Urgency.choices, blank=True)
     escalation = models.JSONField(default=list, blank=True)
+    verification = models.CharField(
+        max_length=8,
+        choices=Verification.choices,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="blank: what the agent asked",
+    )
     override = models.BooleanField(
         default=False, help_text="replace what the agent sent, not only fill in what it left out"
     )

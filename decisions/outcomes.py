@@ -26,6 +26,9 @@ class Outcome:
     choice: str | None = None
     text: str | None = None
     note: str | None = None
+    # How the person who answered was verified: link, session or passkey (decisions.models.
+    # Verification); None when nobody answered (the deadline, a policy rule, a cancel).
+    verified: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -38,6 +41,7 @@ class Outcome:
             "at": iso(self.at),
             "details": self.details,
             "action_hash": self.action_hash,
+            "verified": self.verified,
         }
 
     @classmethod
@@ -52,4 +56,5 @@ class Outcome:
             at=datetime.fromisoformat(data["at"]),
             details=data["details"],
             action_hash=data["action_hash"],
+            verified=data.get("verified"),  # absent from outcomes stored before it existed
         )

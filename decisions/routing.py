@@ -12,6 +12,7 @@ class Recipient:
     address: str
     channel: str  # a Channel value: "email" or "slack"
     group: str = ""
+    on_behalf_of: str = ""  # the away approver this delegate is asked for (portal/delegation.py)
 
 
 class UnknownGroups(Exception):

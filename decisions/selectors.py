@@ -8,6 +8,7 @@ from decisions.links import LinkClaim
 from decisions.models import ApprovalRequest, Decision, Policy, ResponseType
 from decisions.routing import dm_email_approvers_get
 from organizations.models import Organization
+from portal.delegation import delegation_allowed_load, delegations_load
 
 
 def decision_get(*, organization_id: int, decision_id: str) -> Decision:
@@ -59,6 +60,10 @@ def approval_request_for_link(claim: LinkClaim) -> ApprovalRequest | None:
 class CreateSettings:
     rules: tuple[Policy, ...]  # enabled, in the order they are tried; shared: do not change them
     dm_email_approvers: bool
+    # Approvers away: address → (delegate, until), every delegation not yet ended; empty when
+    # the organization forbids delegation. (Global, but kept with each organization's settings:
+    # a delegation change raises every organization's settings_version.)
+    delegations: dict
 
 
 # organization id → ((created_at, settings_version), its settings), for this process.
@@ -81,6 +86,7 @@ def create_settings(organization: Organization) -> CreateSettings:
             Policy.objects.filter(organization_id=organization.pk, enabled=True).order_by("position", "pk")
         ),
         dm_email_approvers=dm_email_approvers_get(organization.pk),
+        delegations=delegations_load() if delegation_allowed_load(organization.pk) else {},
     )
     _create_settings[organization.pk] = (stamp, settings)
     return settings

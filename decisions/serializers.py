@@ -3,13 +3,21 @@
 from typing import ClassVar
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from broker.fields import JSONObjectField, StrictBooleanField, StrictCharField, StrictNumberField
 from broker.schema import SchemaRules
-from decisions.addresses import MAX_ADDRESS_LENGTH, address_description, address_pattern, parse_address
-from decisions.models import Decision, OnTimeout, ResponseType, Status, Urgency
+from decisions.addresses import (
+    EMAIL_PATTERN,
+    MAX_ADDRESS_LENGTH,
+    address_description,
+    address_pattern,
+    parse_address,
+)
+from decisions.models import Decision, OnTimeout, ResponseType, Status, Urgency, Verification
 from decisions.specs import DecisionSpec
 from notifications.ssrf import check_callback_url
 
@@ -154,6 +162,21 @@ class DecisionCreateInput(StrictSerializer):
     urgency = serializers.ChoiceField(choices=Urgency.choices, default=Urgency.NORMAL)
     timeout_minutes = StrictNumberField(required=False, max_value=MAX_TIMEOUT_MINUTES)
     on_timeout = serializers.ChoiceField(choices=OnTimeout.choices, default=OnTimeout.EXPIRE)
+    verification = serializers.ChoiceField(
+        choices=Verification.choices,
+        default=Verification.LINK,
+        help_text="link: email or Slack answers; session: only in the portal, freshly signed in; "
+        "passkey: only in the portal, with a passkey verifying the user.",
+    )
+    requested_by = StrictCharField(
+        max_length=320,
+        required=False,
+        help_text="The email address of the person who asked the agent: they are never asked, and "
+        "can never approve it.",
+    )
+    distinct_stage_approvers = StrictBooleanField(
+        default=True, help_text="Nobody approves two stages of this decision (the default)."
+    )
     escalation = serializers.ListField(child=EscalationLevelInput(), max_length=10, default=list)
     escalation_repeat = serializers.IntegerField(min_value=0, max_value=10, default=0)
     reminders = serializers.ListField(
@@ -196,6 +219,14 @@ class DecisionCreateInput(StrictSerializer):
         "reminders": {
             "items": {"type": "number", "format": "double", **BEFORE_THE_LONGEST_TIMEOUT},
             "description": "Minutes after the start, each before the timeout.",
+        },
+        "requested_by": {
+            "pattern": EMAIL_PATTERN,
+            "description": "An email address. Not the only approver of any stage.",
+        },
+        "distinct_stage_approvers": {
+            "description": "When true (the default), no stage's only approver is an earlier stage's "
+            "only approver."
         },
         "callback_url": {
             "format": "uri",
@@ -264,6 +295,14 @@ class DecisionCreateInput(StrictSerializer):
             raise serializers.ValidationError(str(exc)) from None
         return value
 
+    def validate_requested_by(self, value: str) -> str:
+        value = value.strip().lower()
+        try:
+            validate_email(value)
+        except DjangoValidationError:
+            raise serializers.ValidationError("An email address.") from None
+        return value
+
     def validate(self, data: dict) -> dict:
         routes = [name for name in ("approver", "approvers", "stages") if name in data]
         if len(routes) > 1:
@@ -308,6 +347,9 @@ class ApprovalRequestOutput(serializers.Serializer):
     address = serializers.CharField()
     channel = serializers.CharField()
     group = serializers.CharField(allow_null=True)
+    on_behalf_of = serializers.CharField(
+        allow_null=True, help_text="the away approver this delegate was asked for"
+    )
     stage = serializers.IntegerField()
     level = serializers.IntegerField()
     state = serializers.CharField()
@@ -329,6 +371,7 @@ class OutcomeOutput(serializers.Serializer):
     at = serializers.DateTimeField()
     details = serializers.DictField()
     action_hash = serializers.CharField()
+    verified = serializers.CharField(allow_null=True, required=False)
 
 
 class PolicyMatchOutput(serializers.Serializer):
@@ -375,6 +418,9 @@ class DecisionOutput(serializers.ModelSerializer):
             "escalation_repeat",
             "reminders",
             "on_timeout",
+            "verification",
+            "requested_by",
+            "distinct_stage_approvers",
             "policy",
             "created_at",
             "expires_at",
@@ -415,6 +461,7 @@ class DecisionOutput(serializers.ModelSerializer):
                 "address": r.address,
                 "channel": r.channel,
                 "group": r.group or None,
+                "on_behalf_of": r.on_behalf_of or None,
                 "stage": r.stage,
                 "level": r.level,
                 "state": r.state,

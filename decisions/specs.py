@@ -8,7 +8,7 @@ caller passing the wrong thing fails at once, not deep in the service.
 
 from dataclasses import dataclass, field, fields
 
-from decisions.models import OnTimeout, ResponseType, Urgency, default_options
+from decisions.models import OnTimeout, ResponseType, Urgency, Verification, default_options
 
 _NUMBER = (int, float)
 _TYPES = {
@@ -23,6 +23,9 @@ _TYPES = {
     "urgency": str,
     "timeout_minutes": (*_NUMBER, type(None)),
     "on_timeout": str,
+    "verification": str,
+    "requested_by": str,
+    "distinct_stage_approvers": bool,
     "escalation": list,
     "escalation_repeat": int,
     "reminders": (list, type(None)),
@@ -30,7 +33,12 @@ _TYPES = {
     "metadata": dict,
     "explicit": frozenset,
 }
-_CHOICES = {"response_type": ResponseType, "urgency": Urgency, "on_timeout": OnTimeout}
+_CHOICES = {
+    "response_type": ResponseType,
+    "urgency": Urgency,
+    "on_timeout": OnTimeout,
+    "verification": Verification,
+}
 _NOT_BOOLEAN = {"quorum", "timeout_minutes", "escalation_repeat"}  # bool is an int in Python
 
 
@@ -49,6 +57,12 @@ class DecisionSpec:
     urgency: str = Urgency.NORMAL
     timeout_minutes: float | None = None  # None: the organization's default
     on_timeout: str = OnTimeout.EXPIRE
+    # link, session or passkey: how sure we must be of who answers (decisions.models.Verification).
+    verification: str = Verification.LINK
+    # Separation of duties: who asked for it (never asked, never approves; "" if not said), and
+    # whether one person may approve two stages.
+    requested_by: str = ""
+    distinct_stage_approvers: bool = True
     escalation: list[dict] = field(default_factory=list)  # [{"after_minutes": m, "approvers": [...]}]
     escalation_repeat: int = 0
     reminders: list[float] | None = None  # minutes after the start; None: the organization's

@@ -19,7 +19,8 @@ from tests.factories import DecisionFactory
 
 pytestmark = pytest.mark.django_db
 
-OUTCOME_KEYS = ["status", "choice", "text", "note", "by", "via", "at", "details", "action_hash"]
+# Issue 16 adds "verified" (how the person who answered was verified), after the others.
+OUTCOME_KEYS = ["status", "choice", "text", "note", "by", "via", "at", "details", "action_hash", "verified"]
 
 
 @pytest.mark.parametrize(

@@ -413,6 +413,18 @@ def meet_the_rules_stated_in_words(case, organization, *, serial: int) -> None:
             stage["quorum"] = min(stage["quorum"], len({person.address for person in people}))
     if "stages" not in body and "quorum" in body:
         body["quorum"] = stages[0]["quorum"]
+    _meet_separation_of_duties(body, stages)
+
+
+def _meet_separation_of_duties(body: dict, stages: list[dict]) -> None:
+    """The requester is not the only approver of a stage, and (unless allowed) no two stages
+    have the same only approver."""
+    people = [{a.lower() for a in stage["approvers"]} for stage in stages]
+    if body.get("requested_by", "").lower() in {a for group in people if len(group) == 1 for a in group}:
+        body.pop("requested_by")
+    sole = [next(iter(group)) for group in people if len(group) == 1]
+    if len(sole) != len(set(sole)):
+        body["distinct_stage_approvers"] = False
 
 
 @allowed_requests.parametrize()

@@ -16,8 +16,8 @@ from channels.email import (
     tracking,  # noqa: F401  (connects the providers' tracking webhooks)
 )
 from decisions.display import BUTTON_COLOURS, OTHER_BUTTON_COLOUR, deadline_phrase, detail_rows, option_label
-from decisions.links import TEXT_ANSWER, link_url
-from decisions.models import ApprovalRequest, ResponseType, Via
+from decisions.links import TEXT_ANSWER, link_url, portal_url
+from decisions.models import ApprovalRequest, ResponseType, Verification, Via
 from notifications.models import Delivery
 
 URGENCY_COLOURS = {"low": "#6b7280", "normal": "#374151", "high": "#b45309", "critical": "#b91c1c"}
@@ -25,6 +25,11 @@ URGENCY_COLOURS = {"low": "#6b7280", "normal": "#374151", "high": "#b45309", "cr
 
 def _buttons(request: ApprovalRequest) -> list[dict]:
     decision = request.decision
+    if decision.verification != Verification.LINK:
+        # Answered only in the portal, signed in: one button that leads there.
+        return [
+            {"label": "Open in Countersign", "url": portal_url(decision.id), "colour": OTHER_BUTTON_COLOUR}
+        ]
     if decision.response_type == ResponseType.TEXT:
         return [{"label": "Answer", "url": link_url(request, TEXT_ANSWER), "colour": OTHER_BUTTON_COLOUR}]
     return [

@@ -18,8 +18,8 @@ from channels.answers import answer_record
 from channels.base import AnswerRefused, InboundAnswer
 from decisions import selectors, services
 from decisions.display import BUTTON_COLOURS, OTHER_BUTTON_COLOUR, deadline_phrase, detail_rows, option_label
-from decisions.links import BadLink, read_link
-from decisions.models import ApprovalRequest, ResponseType, Via
+from decisions.links import BadLink, portal_url, read_link
+from decisions.models import ApprovalRequest, ResponseType, Verification, Via
 
 EDITABLE_TYPES = (str, int, float, bool)
 
@@ -33,8 +33,21 @@ def _page(request: HttpRequest, template: str, context: dict, *, status: int = 2
     return response
 
 
-def problem_page(request: HttpRequest, status: int, title: str, message: str) -> HttpResponse:
-    return _page(request, "approvals/problem.html", {"title": title, "message": message}, status=status)
+def problem_page(request: HttpRequest, status: int, title: str, message: str, **link) -> HttpResponse:
+    context = {"title": title, "message": message, **link}
+    return _page(request, "approvals/problem.html", context, status=status)
+
+
+def _portal_only_page(request: HttpRequest, approval: ApprovalRequest) -> HttpResponse:
+    """A decision that needs more than a link (its `verification`) is answered in the portal."""
+    return problem_page(
+        request,
+        403,
+        "Answer this in Countersign",
+        "This decision asks you to sign in before you answer it.",
+        link=portal_url(approval.decision_id),
+        link_label="Open it in Countersign",
+    )
 
 
 def _client(request: HttpRequest) -> dict:
@@ -137,6 +150,8 @@ def _approval_for(request: HttpRequest, token: str) -> tuple[ApprovalRequest, st
                 request, 404, "This link is not valid", "It does not match any request for sign-off."
             )
         )
+    if approval.decision.verification != Verification.LINK and approval.decision.is_pending:
+        raise AnswerRefused(_portal_only_page(request, approval))
     return approval, claim.choice
 
 
@@ -194,6 +209,10 @@ def _answer(request: HttpRequest, answer: InboundAnswer) -> HttpResponse:
     approval = answer.request
     try:
         answer_record(answer)
+    except services.VerificationRequired:
+        return _portal_only_page(request, approval)
+    except services.SeparationOfDuties as exc:
+        return problem_page(request, 403, "Someone else must approve this", exc.message)
     except (services.AlreadyResolved, services.AlreadyAnswered, services.DeadlinePassed):
         return _closed_page(request, approval, status=409) or problem_page(
             request, 409, "Already answered", "This decision can no longer be answered."

@@ -27,13 +27,14 @@ from channels.slack.messages import (
     CHOICE_ACTION_PREFIX,
     MODAL_CALLBACK,
     NOTE_ACTION,
+    PORTAL_ACTION,
     client_for,
     credentials_for,
     escape,
     is_slack_url,
 )
 from decisions import services
-from decisions.links import BadLink, read_request_token, request_token
+from decisions.links import BadLink, portal_url, read_request_token, request_token
 from decisions.models import ApprovalRequest, ResponseType, Via
 from notifications.models import SlackSettings
 
@@ -123,6 +124,10 @@ def _problem(answer: InboundAnswer) -> str | None:
     """Record the answer; a message for the clicker if it was not taken."""
     try:
         answer_record(answer)
+    except services.SeparationOfDuties as exc:
+        return escape(exc.message)
+    except services.VerificationRequired as exc:
+        return f"{exc.message} Open it in Countersign: {portal_url(answer.request.decision_id)}"
     except services.DeadlinePassed:
         return "Too late: this request expired before your answer. Nothing was changed."
     except (services.AlreadyResolved, services.AlreadyAnswered):
@@ -237,6 +242,8 @@ def _button_answer(payload: dict, secret: str) -> InboundAnswer:
     actions = payload.get("actions")
     action = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else {}
     action_id, token = str(action.get("action_id", "")), str(action.get("value", ""))
+    if action_id == PORTAL_ACTION:
+        raise AnswerRefused(HttpResponse(status=200))  # a link button: the browser went to the portal
     approval, user_id = _approval_and_user(payload, token, secret, "button")
     if problem := _not_allowed(approval, user_id):
         raise _acknowledged(payload, problem)

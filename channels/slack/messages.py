@@ -19,8 +19,8 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, R
 
 from channels.base import AttemptReport, PermanentFailure, RetryLater
 from decisions.display import deadline_phrase, detail_rows, option_label
-from decisions.links import request_token
-from decisions.models import ApprovalRequest, Decision, ResponseType
+from decisions.links import portal_url, request_token
+from decisions.models import ApprovalRequest, Decision, ResponseType, Verification
 from notifications.models import SlackSettings
 
 # Errors that no retry can cure: the notification fails, with Slack's reason on record.
@@ -42,6 +42,7 @@ PERMANENT_ERRORS = {
     "invalid_blocks",
 }
 NOTE_ACTION = "cs_note"
+PORTAL_ACTION = "cs_open_portal"  # a URL button: Slack opens the portal and tells us of the click
 CHOICE_ACTION_PREFIX = "cs_choice_"
 MODAL_CALLBACK = "cs_answer_modal"
 
@@ -142,7 +143,18 @@ def _summary_blocks(decision: Decision) -> list[dict]:
 
 def approval_blocks(decision: Decision, request: ApprovalRequest) -> list[dict]:
     token = request_token(request)
-    if decision.response_type == ResponseType.TEXT:
+    if decision.verification != Verification.LINK:
+        # Answered only in the portal (signed in, maybe with a passkey): the button opens it.
+        buttons = [
+            {
+                "type": "button",
+                "action_id": PORTAL_ACTION,
+                "text": {"type": "plain_text", "text": "Open in Countersign"},
+                "url": portal_url(decision.id),
+                "style": "primary",
+            }
+        ]
+    elif decision.response_type == ResponseType.TEXT:
         buttons = [
             {
                 "type": "button",

@@ -208,6 +208,8 @@ def teams_messages(request: HttpRequest) -> HttpResponse:
         answer_record(answer)
     except (services.DeadlinePassed, services.AlreadyResolved, services.AlreadyAnswered):
         pass  # too late, a second click, or the same invoke again: the card shows how it stands
+    except (services.VerificationRequired, services.SeparationOfDuties) as exc:
+        return _error_response(exc.code, exc.message)  # answered in the portal, or by someone else
     except InvalidInput as exc:
         return _error_response("invalid_answer", exc.message)
     return _card_response(answer.request)

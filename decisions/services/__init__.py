@@ -10,7 +10,14 @@ from decisions.services.answer import MAX_NOTE_LENGTH, MAX_TEXT_LENGTH, decision
 from decisions.services.asking import ask, asked_entries
 from decisions.services.cancel import decision_cancel
 from decisions.services.create import Route, decision_create, decision_route, decision_route_recipients
-from decisions.services.errors import AlreadyAnswered, AlreadyResolved, DeadlinePassed, IdempotencyConflict
+from decisions.services.errors import (
+    AlreadyAnswered,
+    AlreadyResolved,
+    DeadlinePassed,
+    IdempotencyConflict,
+    SeparationOfDuties,
+    VerificationRequired,
+)
 from decisions.services.fingerprints import action_hash, request_fingerprint
 from decisions.services.link_views import (
     LINK_VIEW_WINDOW_SECONDS,
@@ -31,6 +38,8 @@ __all__ = [
     "DecisionSpec",
     "IdempotencyConflict",
     "Route",
+    "SeparationOfDuties",
+    "VerificationRequired",
     "action_hash",
     "approval_link_viewed",
     "ask",

@@ -6,11 +6,17 @@ from django.utils import timezone
 from audit.services import AuditEntry, audit_record_many
 from broker import tracing
 from broker.errors import InvalidInput
-from decisions.models import ApprovalRequest, Decision, ResponseType, Status
+from decisions.models import ApprovalRequest, Decision, ResponseType, Status, Verification
 from decisions.outcomes import iso
 from decisions.routing import approvals_required, expand_addresses
 from decisions.services.asking import ask, asked_entries
-from decisions.services.errors import AlreadyAnswered, AlreadyResolved, DeadlinePassed
+from decisions.services.errors import (
+    AlreadyAnswered,
+    AlreadyResolved,
+    DeadlinePassed,
+    SeparationOfDuties,
+    VerificationRequired,
+)
 from decisions.services.resolve import announce, build_outcome, transition
 
 MAX_NOTE_LENGTH = 5_000
@@ -30,13 +36,18 @@ def decision_answer(
     answered_by_name: str = "",
     ip: str = "",
     user_agent: str = "",
+    verified: str = Verification.LINK,
 ) -> Decision:
     """Record one approver's answer, and resolve the decision when it settles it: a deny at
     once, an approval when the stage's quorum is met (then the next stage is asked, if any),
-    any other option or a text answer as `responded`.
+    any other option or a text answer as `responded`. `verified` is how the caller proved who
+    answers (link, session, passkey); it is recorded in the outcome and must meet the decision's
+    `verification`.
 
     Raises AlreadyResolved if the decision is not pending, DeadlinePassed after its
-    expires_at, AlreadyAnswered if this approver answered before, InvalidInput for a choice
+    expires_at, VerificationRequired if `verified` falls short, SeparationOfDuties for the
+    requester's approval or a second stage's by the same person, AlreadyAnswered if this
+    approver answered before, InvalidInput for a choice
     not among the options, a missing text answer, or edited details the decision does not allow.
     """
     request = ApprovalRequest.objects.get(pk=request_id)
@@ -50,7 +61,11 @@ def decision_answer(
     now = timezone.now()
     if decision.expires_at <= now:
         raise DeadlinePassed(f"Decision {decision.id} expired at {iso(decision.expires_at)}.")
+    if not Verification.satisfies(verified, decision.verification):
+        raise VerificationRequired(decision)
     _check_answer(decision, choice=choice, text=text, note=note, details=details)
+    if choice == "approve":
+        _check_approver(decision, request, answered_by or request.address)
     if decision.response_type == ResponseType.TEXT:
         choice = ""
     won = ApprovalRequest.objects.filter(pk=request.pk, state=ApprovalRequest.State.PENDING).update(
@@ -84,6 +99,7 @@ def decision_answer(
             text=text or None,
             note=note or None,
             details=details,
+            verified=verified,
         )
         transition(decision, outcome=outcome)
     elif choice == "approve" and _stage_complete(decision, request.stage):
@@ -102,6 +118,7 @@ def decision_answer(
             "edited_details": details,
             "ip": ip,
             "user_agent": user_agent,
+            "verified": verified,
             **({"name": answered_by_name} if answered_by_name else {}),
         },
     )
@@ -112,6 +129,25 @@ def decision_answer(
     else:
         audit_record_many(organization_id=decision.organization_id, entries=entries)
     return decision
+
+
+def _check_approver(decision: Decision, request: ApprovalRequest, approver: str) -> None:
+    """Separation of duties at an approval. Raises SeparationOfDuties."""
+    if decision.requested_by and approver.lower() == decision.requested_by:
+        raise SeparationOfDuties(
+            f"{approver} asked for decision {decision.id}: someone else must approve it."
+        )
+    if (
+        decision.distinct_stage_approvers
+        and request.stage > 0
+        and ApprovalRequest.objects.filter(
+            decision_id=decision.pk, stage__lt=request.stage, address=request.address, choice="approve"
+        ).exists()
+    ):
+        raise SeparationOfDuties(
+            f"{request.address} approved an earlier stage of decision {decision.id}: "
+            "someone else must approve this one."
+        )
 
 
 def _check_answer(decision: Decision, *, choice: str, text: str, note: str, details: dict | None) -> None:

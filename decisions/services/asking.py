@@ -1,21 +1,37 @@
 """Asking approvers: their requests, the deliveries that notify them, and the audit entries."""
 
+import dataclasses
+
 from django.utils import timezone
 
 from audit.services import AuditEntry
 from decisions.models import ApprovalRequest, Decision
+from decisions.selectors import CreateSettings, create_settings
 from notifications.models import Delivery
 from notifications.services import deliveries_enqueue
+from organizations.models import Organization
+from portal.delegation import delegated
 
 
-def ask(decision: Decision, recipients, *, stage: int, level: int) -> list[ApprovalRequest]:
-    """Create the requests and, in the same transaction, the deliveries that notify them."""
+def ask(
+    decision: Decision, recipients, *, stage: int, level: int, settings: CreateSettings | None = None
+) -> list[ApprovalRequest]:
+    """Create the requests and, in the same transaction, the deliveries that notify them. The
+    decision's requester is never asked; an approver away is replaced by their delegate
+    (portal/delegation.py) unless the organization forbids it. `settings`: the organization's
+    create settings when the caller holds them (else they are read)."""
+    if settings is None:
+        settings = create_settings(Organization.objects.get(pk=decision.organization_id))
+    if decision.requested_by:  # the requester is never asked to approve their own decision
+        recipients = [r for r in recipients if r.address.lower() != decision.requested_by]
+    recipients = _delegated(decision, recipients, settings.delegations, stage)
     requests = ApprovalRequest.objects.bulk_create(
         ApprovalRequest(
             decision=decision,
             address=r.address,
             channel=r.channel,
             group=r.group,
+            on_behalf_of=r.on_behalf_of,
             stage=stage,
             level=level,
             created_at=decision.created_at if stage == level == 0 else timezone.now(),
@@ -39,6 +55,25 @@ def deliveries_enqueue_per_channel(
         )
 
 
+def _delegated(decision: Decision, recipients, delegations: dict, stage: int) -> list:
+    if not delegations:
+        return recipients
+    recipients = [
+        # Never delegated to the requester: the away approver is asked after all.
+        dataclasses.replace(r, address=r.on_behalf_of, on_behalf_of="")
+        if r.on_behalf_of and r.address == decision.requested_by
+        else r
+        for r in delegated(recipients, delegations, timezone.now())
+    ]
+    if not any(r.on_behalf_of for r in recipients):
+        return recipients
+    # A delegate may already be asked in this stage (in their own right, or for someone else).
+    already = set(
+        ApprovalRequest.objects.filter(decision_id=decision.pk, stage=stage).values_list("address", "channel")
+    )
+    return [r for r in recipients if (r.address, r.channel) not in already]
+
+
 def asked_entries(decision: Decision, requests: list[ApprovalRequest]) -> list[AuditEntry]:
     return [
         AuditEntry(
@@ -51,6 +86,7 @@ def asked_entries(decision: Decision, requests: list[ApprovalRequest]) -> list[A
                 "group": request.group,
                 "stage": request.stage,
                 "level": request.level,
+                **({"on_behalf_of": request.on_behalf_of} if request.on_behalf_of else {}),
             },
         )
         for request in requests

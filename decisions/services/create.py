@@ -56,6 +56,9 @@ def decision_create(
                     "on_timeout": spec.on_timeout,
                     "callback_url": spec.callback_url,
                     "metadata": spec.metadata,
+                    "verification": spec.verification,
+                    "requested_by": spec.requested_by.strip().lower(),
+                    "distinct_stage_approvers": spec.distinct_stage_approvers,
                     "idempotency_key": idempotency_key,
                     "request_fingerprint": fingerprint,
                     "trace_context": tracing.current_carrier(),
@@ -101,6 +104,8 @@ def _check_routing(
     *,
     as_stages: bool,
     dm_email_approvers: bool | None = None,
+    requested_by: str = "",
+    distinct: bool = True,
 ):
     """Validate what needs the database or the organization's defaults; the serializer has
     checked the shapes. Errors name the fields as the agent sent them (`as_stages`: a list of
@@ -121,11 +126,15 @@ def _check_routing(
                 },
             )
     first_recipients = None
+    sole_approvers: set[str] = set()  # of earlier one-person stages
     for index, stage in enumerate(stages):
         field = f"stages[{index}]" if as_stages else "approvers"
         recipients = _expand(organization_id, stage["approvers"], field, dm_email_approvers)
         if not recipients:
             raise InvalidInput("The approver groups have no members.", fields={field: ["no approvers"]})
+        _check_duties(
+            recipients, field, requested_by=requested_by, sole_approvers=sole_approvers if distinct else None
+        )
         # Escalation asks in whichever stage is current: its approvers can make up a quorum.
         could_approve = len({recipient.address for recipient in recipients} | backups)
         if isinstance(stage["quorum"], int) and stage["quorum"] > could_approve:
@@ -136,6 +145,26 @@ def _check_routing(
             )
         first_recipients = first_recipients or recipients
     return first_recipients
+
+
+def _check_duties(recipients, field: str, *, requested_by: str, sole_approvers: set[str] | None) -> None:
+    """Separation of duties at create: the requester is not the only approver of a stage, and
+    (unless allowed) no one-person stage repeats the sole approver of an earlier one."""
+    people = {recipient.address.lower() for recipient in recipients}
+    if requested_by and people <= {requested_by}:
+        raise InvalidInput(
+            f"{requested_by} asked for this decision and cannot approve it: name someone else.",
+            fields={field: ["only the requester"]},
+        )
+    if sole_approvers is None:
+        return
+    if len(people) == 1 and people <= sole_approvers:
+        raise InvalidInput(
+            f"{next(iter(people))} is the only approver of two stages, and nobody approves two stages.",
+            fields={field: ["the same sole approver as an earlier stage"]},
+        )
+    if len(people) == 1:
+        sole_approvers |= people
 
 
 def _matching_rule(rules, *, action: str, urgency: str, details: dict) -> Policy | None:
@@ -224,11 +253,18 @@ def decision_route(
 
 
 def decision_route_recipients(
-    *, organization, route: Route, explicit: frozenset[str], dm_email_approvers: bool | None = None
+    *,
+    organization,
+    route: Route,
+    explicit: frozenset[str],
+    dm_email_approvers: bool | None = None,
+    requested_by: str = "",
+    distinct: bool = True,
 ) -> tuple[float, list]:
     """(timeout_minutes, who is asked first) for a routed request: the organization's default
     timeout when none is set. Raises InvalidInput as the create does: nobody to ask, unknown
-    groups, a quorum larger than the approvers, escalation at or after the timeout."""
+    groups, a quorum larger than the approvers, escalation at or after the timeout, the
+    requester as a stage's only approver, one person the sole approver of two stages."""
     if not route.stages:
         raise InvalidInput(
             "Nobody to ask: name approvers, or add a policy rule that routes this decision.",
@@ -242,6 +278,8 @@ def decision_route_recipients(
         timeout_minutes,
         as_stages="stages" in explicit or len(route.stages) > 1,
         dm_email_approvers=dm_email_approvers,
+        requested_by=requested_by,
+        distinct=distinct,
     )
     return timeout_minutes, recipients
 
@@ -273,11 +311,15 @@ def _create(*, api_key: ApiKey, spec: DecisionSpec, stored: dict) -> Decision:
             **stored,
         )
     stages, urgency, escalation = route.stages, route.urgency, route.escalation
+    if rule is not None and rule.verification and (rule.override or "verification" not in spec.explicit):
+        stored = {**stored, "verification": rule.verification}
     timeout_minutes, recipients = decision_route_recipients(
         organization=organization,
         route=route,
         explicit=spec.explicit,
         dm_email_approvers=settings.dm_email_approvers,
+        requested_by=stored["requested_by"],
+        distinct=stored["distinct_stage_approvers"],
     )
     reminders = spec.reminders
     if reminders is None:
@@ -312,7 +354,7 @@ def _create(*, api_key: ApiKey, spec: DecisionSpec, stored: dict) -> Decision:
         expires_at=expires_at,
         **stored,
     )
-    requests = ask(decision, recipients, stage=0, level=0)
+    requests = ask(decision, recipients, stage=0, level=0, settings=settings)
     audit_record_many(
         organization_id=organization.pk,
         entries=_created_entries(decision, api_key, rule) + asked_entries(decision, requests),

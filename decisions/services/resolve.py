@@ -32,6 +32,7 @@ def build_outcome(
     text: str | None = None,
     note: str | None = None,
     details: dict | None = None,
+    verified: str | None = None,
 ) -> Outcome:
     """The outcome for `decision`; `details` when an approver edited them, else its own."""
     final_details = decision.details if details is None else details
@@ -45,6 +46,7 @@ def build_outcome(
         at=at,
         details=final_details,
         action_hash=action_hash(decision.action, final_details),
+        verified=verified,
     )
 
 
