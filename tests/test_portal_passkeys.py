@@ -4,6 +4,7 @@ ceremonies themselves run in Chromium's virtual authenticator (tests/test_browse
 """
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -117,3 +118,16 @@ def test_a_passkey_is_removed_only_by_its_owner(alice, acme_key):
     )
     assert alice.post(f"/inbox/passkeys/{mine.pk}/delete").status_code == 302
     assert list(Passkey.objects.values_list("name", flat=True)) == ["Bob's"]
+
+
+def test_a_passkey_decisions_page_has_its_action_as_title_and_its_script_once(alice, acme_key):
+    wire = ask(acme_key, approvers=[ALICE], action="Wire $9,000 to ACME Ltd", verification="passkey")
+    Passkey.objects.create(
+        approver=Approver.objects.get(address=ALICE), name="Laptop", credential_id="AAAA", public_key=b"k"
+    )
+
+    page = alice.get(f"/inbox/{wire.id}").content.decode()
+
+    title = re.search(r"<title>(.*?)</title>", page, re.S).group(1)
+    assert title == "Wire $9,000 to ACME Ltd · Countersign"
+    assert page.count("navigator.credentials.get") == 1
