@@ -2,8 +2,24 @@
 it calls into decisions.services, which itself imports the registry (and so the base)."""
 
 from channels.base import InboundAnswer
-from decisions.models import Decision
+from decisions.links import BadLink, read_request_token
+from decisions.models import ApprovalRequest, Decision
 from decisions.services import decision_answer
+
+
+def request_for_token(token: str, *, channel: str) -> ApprovalRequest | None:
+    """The approval request a signed request token (in a button or card) names, if it was
+    sent over `channel`; None for a token that is forged, cut short or not of this channel.
+    The caller still checks that its organization's app is the one that received it."""
+    try:
+        request_id, decision_id = read_request_token(token)
+    except BadLink:
+        return None
+    return (
+        ApprovalRequest.objects.select_related("decision__organization")
+        .filter(pk=request_id, decision_id=decision_id, channel=channel)
+        .first()
+    )
 
 
 def answer_record(answer: InboundAnswer) -> Decision:

@@ -21,7 +21,7 @@ from slack_sdk.webhook import WebhookClient
 
 from broker.errors import InvalidInput, error_response
 from broker.http import UntrustedJSONError, parse_untrusted_json
-from channels.answers import answer_record
+from channels.answers import answer_record, request_for_token
 from channels.base import AnswerRefused, InboundAnswer
 from channels.slack.messages import (
     CHOICE_ACTION_PREFIX,
@@ -34,7 +34,7 @@ from channels.slack.messages import (
     is_slack_url,
 )
 from decisions import services
-from decisions.links import BadLink, portal_url, read_request_token, request_token
+from decisions.links import portal_url, request_token
 from decisions.models import ApprovalRequest, ResponseType, Via
 from notifications.models import SlackSettings
 
@@ -90,15 +90,7 @@ def _tell(payload: dict, text: str) -> None:
 
 def _request_for(token: str, secret: str) -> ApprovalRequest | None:
     """The request a button or modal refers to, if its organization's Slack app signed this."""
-    try:
-        request_id, decision_id = read_request_token(token)
-    except BadLink:
-        return None
-    approval = (
-        ApprovalRequest.objects.select_related("decision__organization")
-        .filter(pk=request_id, decision_id=decision_id, channel="slack")
-        .first()
-    )
+    approval = request_for_token(token, channel="slack")
     if approval is None or credentials_for(approval.decision.organization_id).signing_secret != secret:
         return None  # another organization's Slack app cannot answer our requests
     return approval

@@ -18,14 +18,13 @@ from django.views.decorators.http import require_POST
 
 from broker.errors import InvalidInput, error_response
 from broker.http import UntrustedJSONError, parse_untrusted_json
-from channels.answers import answer_record
+from channels.answers import answer_record, request_for_token
 from channels.base import AnswerRefused, InboundAnswer
 from channels.teams.auth import InvalidToken, check_endorsed, verify_token
 from channels.teams.cards import ANSWER_VERB, NOTE_INPUT, OPTION_FIELD, REFRESH_VERB, TEXT_INPUT, TOKEN_FIELD
 from channels.teams.channel import TeamsChannel, message_ref
 from channels.teams.connector import credentials_for, known_app_ids
 from decisions import services
-from decisions.links import BadLink, read_request_token
 from decisions.models import ApprovalRequest, ResponseType
 
 logger = logging.getLogger(__name__)
@@ -108,15 +107,7 @@ def read_activity(http_request: HttpRequest) -> tuple[dict, str]:
 
 def _request_for(token: str, bot: str) -> ApprovalRequest | None:
     """The request a card refers to, if the token was addressed to its organization's bot."""
-    try:
-        request_id, decision_id = read_request_token(token)
-    except BadLink:
-        return None
-    approval = (
-        ApprovalRequest.objects.select_related("decision__organization")
-        .filter(pk=request_id, decision_id=decision_id, channel=CHANNEL.name)
-        .first()
-    )
+    approval = request_for_token(token, channel=CHANNEL.name)
     if approval is None or credentials_for(approval.decision.organization_id).app_id != bot:
         return None  # another organization's bot cannot answer our requests
     return approval
