@@ -26,10 +26,12 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
+
+from tests.fake_server import FakeServer, LocalFake
 
 BOT_TOKEN = "xoxb-test"
 SIGNING_SECRET = "test-signing-secret"
@@ -73,7 +75,7 @@ class _Failure:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: FakeServer
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format, *args) -> None:
@@ -91,7 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         args = dict(parse_qsl(url.query))
         args.update(_parse_body(body, self.headers.get("Content-Type", "")))
-        slack = self.server.slack
+        slack = self.server.fake
         if not url.path.startswith("/api/"):
             slack._record_reply(Reply(path=url.path, body=args))
             self._send(200, b"ok", content_type="text/plain")
@@ -128,13 +130,11 @@ def _parse_body(body: bytes, content_type: str) -> dict:
     return parsed
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    slack: "FakeSlack"
+class FakeSlack(LocalFake):
+    handler = _Handler
 
-
-class FakeSlack:
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list[Call] = []
         self.replies: list[Reply] = []
         self.users_by_email: dict[str, str] = {}
@@ -143,17 +143,8 @@ class FakeSlack:
         self._failures: dict[str, deque[_Failure]] = defaultdict(deque)
         self._lock = threading.Lock()
         self._numbers = itertools.count(1)
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.slack = self
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
 
     # --- for tests --------------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
 
     @property
     def api_url(self) -> str:
@@ -236,17 +227,6 @@ class FakeSlack:
     def _open_view(self, args: dict) -> dict:
         view = args.get("view") if isinstance(args.get("view"), dict) else {}
         return {"ok": True, "view": {"id": f"V{next(self._numbers):08d}", **view}}
-
-    # --- lifecycle --------------------------------------------------------------------------
-
-    def start(self) -> "FakeSlack":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
 
 @pytest.fixture(name="fake_slack")

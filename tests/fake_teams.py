@@ -21,13 +21,15 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+
+from tests.fake_server import FakeServer, LocalFake
 
 APP_ID = "00000000-0000-4000-8000-00000000b07a"
 TENANT_ID = "11111111-1111-4111-8111-111111111111"
@@ -68,7 +70,7 @@ class Call:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: FakeServer
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format, *args) -> None:
@@ -87,7 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         path = urlsplit(self.path).path
-        status, body = self.server.teams._answer(
+        status, body = self.server.fake._answer(
             method, path, raw, self.headers.get("Content-Type", ""), self.headers.get("Authorization", "")
         )
         data = json.dumps(body).encode()
@@ -98,13 +100,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    teams: "FakeTeams"
+class FakeTeams(LocalFake):
+    handler = _Handler
 
-
-class FakeTeams:
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list[Call] = []
         self.logins: list[dict] = []
         # Each fake its own secret: a bot token a process cached for an earlier fake (on a port
@@ -115,17 +115,8 @@ class FakeTeams:
         self._failures: dict[str, deque[int]] = defaultdict(deque)
         self._lock = threading.Lock()
         self._numbers = itertools.count(1)
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.teams = self
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
 
     # --- for tests --------------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def fail(self, what: str, status: int, *, times: int = 1) -> None:
         """The next `times` calls of `what` ("POST /activities", "PUT /activities",
@@ -231,17 +222,6 @@ class FakeTeams:
         if method == "PUT":
             return 200, {"id": parts[5]}
         return 201, {"id": f"1700000000{next(self._numbers):06d}"}
-
-    # --- lifecycle --------------------------------------------------------------------------
-
-    def start(self) -> "FakeTeams":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
 
 @pytest.fixture(name="fake_teams")

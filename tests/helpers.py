@@ -83,3 +83,24 @@ def serving(application, **config) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def reload(decision):
+    """The decision as the database has it now."""
+    return type(decision).objects.get(pk=decision.pk)
+
+
+def snapshot(decision) -> tuple:
+    """Everything an inbound answer could change: compared before and after a refused one."""
+    from audit.models import AuditEvent
+    from notifications.models import Delivery
+
+    decision = reload(decision)
+    requests = tuple(decision.requests.order_by("pk").values_list("state", "choice", "note", "answered_by"))
+    return (
+        decision.status,
+        decision.outcome,
+        requests,
+        AuditEvent.objects.filter(decision=decision).count(),
+        Delivery.objects.filter(decision=decision).count(),
+    )

@@ -31,6 +31,7 @@ from tests.fake_slack import (  # noqa: F401
     post_signed,
     slack_signature,
 )
+from tests.helpers import reload, snapshot
 from tests.receiver import receiver_fixture  # noqa: F401
 
 ALICE_SLACK = "slack:U0ALICE"
@@ -99,25 +100,8 @@ def send(payload, **kwargs):
     return post_signed(Client(), form_body(payload), **kwargs)
 
 
-def reload(decision: Decision) -> Decision:
-    return Decision.objects.get(pk=decision.pk)
-
-
 def answered_events(decision: Decision) -> list[AuditEvent]:
     return list(AuditEvent.objects.filter(decision=decision, event="decision.answered").order_by("pk"))
-
-
-def snapshot(decision: Decision) -> tuple:
-    """Everything an interaction could change: compared before and after a rejected one."""
-    decision = reload(decision)
-    requests = tuple(decision.requests.order_by("pk").values_list("state", "choice", "note", "answered_by"))
-    return (
-        decision.status,
-        decision.outcome,
-        requests,
-        AuditEvent.objects.filter(decision=decision).count(),
-        Delivery.objects.filter(decision=decision).count(),
-    )
 
 
 @pytest.fixture

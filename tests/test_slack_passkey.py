@@ -10,8 +10,9 @@ from channels.slack.messages import CHOICE_ACTION_PREFIX, PORTAL_ACTION
 from decisions.links import request_token
 from decisions.models import Status
 from tests.fake_slack import fake_slack_fixture, form_body, post_signed  # noqa: F401 (fixture)
+from tests.helpers import reload, snapshot
 from tests.portal_helpers import ask
-from tests.test_slack_interactions import ALICE, ALICE_SLACK, posted, reload, snapshot
+from tests.test_slack_interactions import ALICE, ALICE_SLACK, posted
 
 pytestmark = pytest.mark.postgres
 

@@ -34,7 +34,7 @@ from tests.fake_teams import (  # noqa: F401
     invoke,
     post_invoke,
 )
-from tests.helpers import wait_for
+from tests.helpers import reload, snapshot, wait_for
 from tests.receiver import receiver_fixture  # noqa: F401
 
 ALICE_ID = "29:1alice-GxQ3nKz8vW2pLmR7tYb5cJhD0sFqE4uIoA9"
@@ -93,23 +93,6 @@ def press(request: ApprovalRequest, option: int | None, *, user_id: str = ALICE_
 
 def send(fake_teams, activity, **sign):
     return post_invoke(Client(), activity, token=fake_teams.sign(**sign))
-
-
-def reload(decision: Decision) -> Decision:
-    return Decision.objects.get(pk=decision.pk)
-
-
-def snapshot(decision: Decision) -> tuple:
-    """Everything an activity could change: compared before and after a refused one."""
-    decision = reload(decision)
-    requests = tuple(decision.requests.order_by("pk").values_list("state", "choice", "note", "answered_by"))
-    return (
-        decision.status,
-        decision.outcome,
-        requests,
-        AuditEvent.objects.filter(decision=decision).count(),
-        Delivery.objects.filter(decision=decision).count(),
-    )
 
 
 def card_text(card: dict) -> str:
