@@ -154,30 +154,8 @@ class DecisionAdmin(admin.ModelAdmin):
             },
         ),
     ]
-    readonly_fields = [
-        "id",
-        "organization",
-        "status",
-        "action",
-        "context",
-        "details_table",
-        "urgency",
-        "outcome_table",
-        "resolved_at",
-        "policy_link",
-        "stages_list",
-        "escalation_list",
-        "reminders_list",
-        "on_timeout",
-        "created_at",
-        "expires_at",
-        "options_list",
-        "response_type",
-        "allow_edit",
-        "callback_url",
-        "metadata_table",
-        "action_hash",
-    ]
+    # A decision is the agent's and its approvers': the admin reads it, never edits it.
+    readonly_fields = [field for _, section in fieldsets for field in section["fields"]]
     inlines = [ApprovalRequestInline, AnswerInline, DeliveryInline, AuditEventInline]
     actions = ["cancel", "redeliver_callback"]
 

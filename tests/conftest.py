@@ -20,6 +20,7 @@ from rest_framework.test import APIClient
 from audit.guard import guard_lifted
 from broker.celery import app as celery_app
 from organizations.services import api_key_create, organization_get_or_create
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -152,3 +153,26 @@ def celery_worker(transactional_db):
             yield worker
     finally:
         task_postrun.disconnect(close_connections)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for the module. Skipped without it, except in CI."""
+    if not CHROMIUM.exists():
+        # The rule of conftest's _missing: a skip on a laptop, a failure in CI.
+        if IN_CI:
+            pytest.fail(f"CI must run the browser tests, and {CHROMIUM} is missing (.ci/run installs it).")
+        pytest.skip(f"needs Chromium at {CHROMIUM} (apt-get install chromium)")
+    # Playwright's sync API keeps an asyncio loop marked as running in this thread, so Django
+    # takes every ORM call the test makes (fixtures, assertions, the flush) for one made from
+    # async code and refuses it. Nothing here is async: the ORM runs between browser calls.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            )
+            yield chromium
+            chromium.close()

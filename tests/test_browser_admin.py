@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from decisions.models import ApproverGroup, Policy
 from decisions.services import DecisionSpec, decision_answer, decision_create
-from tests.conftest import ALICE, BOB, CAROL, IN_CI
-from tests.test_browser_approval import CHROMIUM, CHROMIUM_ARGS
+from tests.conftest import ALICE, BOB, CAROL
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,23 +29,6 @@ LINES = """cell => {
   range.selectNodeContents(cell);
   return new Set(Array.from(range.getClientRects()).map(rect => Math.round(rect.top))).size;
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        if IN_CI:
-            pytest.fail(f"CI must run the browser tests, and {CHROMIUM} is missing (.ci/run installs it).")
-        pytest.skip(f"needs Chromium at {CHROMIUM} (apt-get install chromium)")
-    # As in test_browser_approval: Playwright's loop makes Django take ORM calls for async ones.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-            )
-            yield chromium
-            chromium.close()
 
 
 @pytest.fixture

@@ -15,50 +15,17 @@ import os
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from decisions.models import ApprovalRequest, Decision, Status, Via
 from decisions.services import DecisionSpec, decision_create
 from notifications.models import Delivery
 from notifications.services import delivery_attempt
-from tests.conftest import ALICE, IN_CI
+from tests.browser import PHONE
+from tests.conftest import ALICE
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",  # CI runs as root, where Chromium's sandbox refuses to start
-    "--disable-gpu",
-    # Without these Chromium reaches out to Google at start-up and stalls on a machine
-    # with no network; the test needs nothing but the live server.
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PHONE = {"width": 480, "height": 900}
 ACTION = "Refund $120 to order #1042"
 DETAILS = {"amount": 120, "customer": "Ada"}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """One headless Chromium for the module. Skipped without it, except in CI."""
-    if not CHROMIUM.exists():
-        # The rule of conftest's _missing: a skip on a laptop, a failure in CI.
-        if IN_CI:
-            pytest.fail(f"CI must run the browser tests, and {CHROMIUM} is missing (.ci/run installs it).")
-        pytest.skip(f"needs Chromium at {CHROMIUM} (apt-get install chromium)")
-    # Playwright's sync API keeps an asyncio loop marked as running in this thread, so Django
-    # takes every ORM call the test makes (fixtures, assertions, the flush) for one made from
-    # async code and refuses it. Nothing here is async: the ORM runs between browser calls.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-            )
-            yield chromium
-            chromium.close()
 
 
 @pytest.fixture

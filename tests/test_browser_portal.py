@@ -18,9 +18,9 @@ from playwright.sync_api import expect
 from audit.models import AuditEvent
 from decisions.models import Status, Via
 from portal.models import Delegation, Passkey
+from tests.browser import PHONE
 from tests.conftest import ALICE, BOB
 from tests.portal_helpers import ask, sign_in_token, tasks_run_here  # noqa: F401 (fixture)
-from tests.test_browser_approval import PHONE, browser  # noqa: F401 (fixture)
 
 DESKTOP = {"width": 1280, "height": 860}
 
@@ -35,7 +35,7 @@ def portal(live_server, settings):
 
 
 @pytest.fixture
-def new_page(browser):  # noqa: F811 (the fixture imported above)
+def new_page(browser):
     contexts = []
 
     def make(*, viewport=PHONE, **options):
