@@ -52,6 +52,11 @@ def read_link(token: str) -> LinkClaim:
     return LinkClaim(request_id=data["r"], decision_id=data["d"], choice=data["c"])
 
 
+def inbox_url() -> str:
+    """The approver portal's inbox: everything waiting for whoever signs in (in every email)."""
+    return f"{settings.PUBLIC_BASE_URL}/inbox"
+
+
 def portal_url(decision_id: str) -> str:
     """The decision's page in the approver portal, where a decision whose `verification` is
     session or passkey is answered (its email and Slack buttons lead there instead)."""

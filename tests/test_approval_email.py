@@ -83,16 +83,22 @@ class _Anchors(HTMLParser):
             self._href = None
 
 
+def is_inbox_link(url: str) -> bool:
+    """The link to the approver portal's inbox that every email carries below its buttons."""
+    return urlsplit(url).path == "/inbox"
+
+
 def html_buttons(message) -> list[tuple[str, str]]:
-    """(label, url) of every link in the HTML part, in order."""
+    """(label, url) of every button in the HTML part, in order: its links but the inbox's."""
     parser = _Anchors()
     parser.feed(html_part(message))
-    return parser.anchors
+    return [(label, url) for label, url in parser.anchors if not is_inbox_link(url)]
 
 
 def text_links(message) -> list[tuple[str, str]]:
-    """(label, url) of every 'Label: http…' line in the plain-text part, in order."""
-    return re.findall(r"^(\S[^\n:]*): (https?://\S+)$", message.body, flags=re.MULTILINE)
+    """(label, url) of every 'Label: http…' line in the plain-text part, in order, but the inbox's."""
+    lines = re.findall(r"^(\S[^\n:]*): (https?://\S+)$", message.body, flags=re.MULTILINE)
+    return [(label, url) for label, url in lines if not is_inbox_link(url)]
 
 
 def claim_of(url: str):
@@ -223,10 +229,11 @@ def test_both_parts_carry_one_link_per_option_bound_to_alices_request_and_that_c
         assert url.startswith("http://127.0.0.1:8000/a/")
         claim = claim_of(url)
         assert (claim.request_id, claim.decision_id, claim.choice) == (alice.pk, decision.id, option)
-    # These are all the links in the message: nothing else a scanner could follow.
-    urls = [url for _, url in buttons]
+    # These and the inbox are all the links in the message: nothing else a scanner could follow.
+    urls = [url for _, url in buttons] + ["http://127.0.0.1:8000/inbox"]
     assert re.findall(r'href="([^"]+)"', html_part(message)) == urls
     assert re.findall(r"https?://\S+", message.body) == urls
+    assert "Everything waiting for you, in one place: http://127.0.0.1:8000/inbox" in message.body
 
 
 def test_the_links_use_the_public_base_url(acme_key, mailoutbox, settings):

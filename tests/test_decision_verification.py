@@ -115,7 +115,7 @@ def test_the_email_for_a_passkey_decision_leads_only_to_the_portal(acme_key):
     decision = ask(acme_key, approvers=[ALICE], action="Wire $9,000", verification="passkey")
     message = approval_email(Delivery.objects.get(decision=decision, request__address=ALICE))
     urls = re.findall(r"https?://\S+", message.body)
-    assert urls == [f"http://127.0.0.1:8000/inbox/{decision.id}"]
+    assert urls == [f"http://127.0.0.1:8000/inbox/{decision.id}", "http://127.0.0.1:8000/inbox"]
     assert "/a/" not in message.alternatives[0][0]
 
 

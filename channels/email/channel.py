@@ -16,7 +16,7 @@ from channels.email import (
     tracking,  # noqa: F401  (connects the providers' tracking webhooks)
 )
 from decisions.display import BUTTON_COLOURS, OTHER_BUTTON_COLOUR, deadline_phrase, detail_rows, option_label
-from decisions.links import TEXT_ANSWER, link_url, portal_url
+from decisions.links import TEXT_ANSWER, inbox_url, link_url, portal_url
 from decisions.models import ApprovalRequest, ResponseType, Verification, Via
 from notifications.models import Delivery
 
@@ -57,6 +57,7 @@ def render_email(request: ApprovalRequest, *, key: str, reminder: bool) -> Email
         "details": detail_rows(decision.details),
         "deadline": deadline_phrase(decision.expires_at),
         "buttons": _buttons(request),
+        "inbox_url": inbox_url(),
         "urgency_colour": URGENCY_COLOURS[decision.urgency],
         "is_reminder": reminder,
     }
