@@ -1,6 +1,7 @@
 """A real Countersign stack for benchmarks: PostgreSQL, Redis, uvicorn web workers and a
 Celery worker, each a process of its own, on this machine. Used by the bench scripts."""
 
+import importlib.util
 import os
 import re
 import signal
@@ -86,8 +87,8 @@ def tree_cpu_seconds(pid: int) -> float:
 
 
 # How the web tier can be served: ASGI under uvicorn (what the long-poll and /mcp need) or
-# WSGI under gunicorn's process pool (the JSON API's fast path).
-SERVERS = ("uvicorn", "gunicorn")
+# WSGI under gunicorn's process pool, when gunicorn is installed (`pip install gunicorn`).
+SERVERS = ("uvicorn", "gunicorn") if importlib.util.find_spec("gunicorn") else ("uvicorn",)
 
 
 def web_command(server: str, *, port: int, workers: int) -> list[str]:
