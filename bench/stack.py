@@ -1,6 +1,7 @@
 """A real Countersign stack for benchmarks: PostgreSQL, Redis, uvicorn web workers and a
 Celery worker, each a process of its own, on this machine. Used by the bench scripts."""
 
+import importlib.util
 import os
 import re
 import signal
@@ -69,27 +70,67 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and all its living descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, pids = 0, [pid]
+    while pids:
+        current = pids.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        pids.extend(int(child) for child in children)
+    return total / tick
+
+
+# How the web tier can be served: ASGI under uvicorn (what the long-poll and /mcp need) or
+# WSGI under gunicorn's process pool, when gunicorn is installed (`pip install gunicorn`).
+SERVERS = ("uvicorn", "gunicorn") if importlib.util.find_spec("gunicorn") else ("uvicorn",)
+
+
+def web_command(server: str, *, port: int, workers: int) -> list[str]:
+    if server == "uvicorn":
+        return [
+            PYTHON,
+            "-m",
+            "uvicorn",
+            "broker.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+    return [
+        PYTHON,
+        "-m",
+        "gunicorn",
+        "broker.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+    ]
+
+
 @contextmanager
-def running_stack(env: dict, *, port: int, web_workers: int = 2, celery_concurrency: int = 2):
-    """Start web (uvicorn) and a Celery worker (none with celery_concurrency=0); yield the web
-    process; stop them."""
+def running_stack(
+    env: dict, *, port: int, web_workers: int = 2, celery_concurrency: int = 2, server: str = "uvicorn"
+):
+    """Start web (uvicorn, or gunicorn) and a Celery worker (none with celery_concurrency=0);
+    yield the web process; stop them."""
     procs = {
         "web": subprocess.Popen(
-            [
-                PYTHON,
-                "-m",
-                "uvicorn",
-                "broker.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(web_workers),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
+            web_command(server, port=port, workers=web_workers),
             cwd=ROOT,
             env=env,
             start_new_session=True,
