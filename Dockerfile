@@ -8,6 +8,7 @@ COPY decisions decisions
 COPY notifications notifications
 COPY channels channels
 COPY audit audit
+COPY portal portal
 COPY templates templates
 COPY manage.py .
 # Editable, so the code runs from /app (settings find templates/ and var/ beside it).
