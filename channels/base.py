@@ -105,6 +105,11 @@ class Channel(ABC):
     address_pattern: ClassVar[str] = ""  # the whole address as a regular expression, without ^ and $
     address_examples: ClassVar[str] = ""  # its forms, for people: "teams:29:<user id>, …"
 
+    def asks_email_approvers(self, organization_id: int) -> bool:
+        """Whether this organization has the channel ask approvers named by email as well (Slack's
+        dm_email_approvers): decisions.routing then asks each on this channel too."""
+        return False
+
     def normalize_address(self, value: str) -> str:
         """The address as stored (`value` starts with address_prefix). Raises ValueError with a
         message for whoever wrote it."""
