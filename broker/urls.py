@@ -16,8 +16,9 @@ admin.site.index_title = "Control panel"
 urlpatterns = [
     path("", include("decisions.urls")),
     path("", include("audit.urls")),
-    *channel_registry.urlpatterns(),  # each channel's inbound endpoints (/a/<token>, /slack/interactions)
-    path("", include("portal.urls")),
+    # Each channel's inbound endpoints: /a/<token>, /slack/interactions, /teams/messages, and the
+    # web channel's portal at /inbox.
+    *channel_registry.urlpatterns(),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),

@@ -36,4 +36,5 @@ def answer_record(answer: InboundAnswer) -> Decision:
         answered_by_name=answer.answered_by_name,
         ip=answer.ip,
         user_agent=answer.user_agent,
+        verified=answer.verified,
     )

@@ -8,7 +8,9 @@ request notified). Its inbound half (an HTTP endpoint, listed in `urls`) parses 
 answer into an InboundAnswer and records it with channels.answers.answer_record.
 
 To add a channel: a folder channels/<name>/ with a Channel subclass and, if answers arrive over
-HTTP, a urls.py; then one line in channels.registry.CHANNELS. Nothing else imports it.
+HTTP, a urls.py; then one line in channels.registry.CHANNELS. Nothing else imports it. (The web
+channel is the one exception to the folder: it is the approver portal, an app of its own, whose
+portal/channel.py is registered the same way.)
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ class InboundAnswer:
     answered_by_name: str = ""
     ip: str = ""
     user_agent: str = ""
+    # How the channel proved who answers (a decisions.models.Verification value): "link" for a
+    # signed link or button; the portal's session or passkey prove more.
+    verified: str = "link"
     reply_to: Any = None  # what the channel needs to tell the person how it went (Slack: the payload)
 
 
@@ -91,11 +96,19 @@ class Channel(ABC):
     via: ClassVar[str]  # the Via recorded on answers that come through it
     urls: ClassVar[str | None] = None  # dotted module whose urlpatterns the root URLconf includes
     edits_outcome: ClassVar[bool] = False  # True: an update delivery is queued when the decision settles
+    # False: the channel sends nothing (the portal shows the ask in the approver's inbox), so the
+    # outbox is never given a delivery of its kind (channels.registry.silent_names).
+    sends: ClassVar[bool] = True
     # Approvers addressed as "<prefix>…" (e.g. "teams:") are this channel's; decisions.addresses
     # asks normalize_address to check one, and the OpenAPI schema shows address_pattern.
     address_prefix: ClassVar[str] = ""
     address_pattern: ClassVar[str] = ""  # the whole address as a regular expression, without ^ and $
     address_examples: ClassVar[str] = ""  # its forms, for people: "teams:29:<user id>, …"
+
+    def asks_email_approvers(self, organization_id: int) -> bool:
+        """Whether this organization has the channel ask approvers named by email as well (Slack's
+        dm_email_approvers): decisions.routing then asks each on this channel too."""
+        return False
 
     def normalize_address(self, value: str) -> str:
         """The address as stored (`value` starts with address_prefix). Raises ValueError with a
@@ -130,6 +143,8 @@ class Channel(ABC):
 
     def deliver(self, request: ApprovalRequest, *, purpose: str, key: str) -> SentFacts:
         """Render the message for an outbox purpose ("ask", "remind", "update") and send it."""
+        if not self.sends:
+            raise PermanentFailure(f"{self.name} sends nothing: its approvers find the ask themselves")
         render = {"ask": self.render_ask, "remind": self.render_reminder, "update": self.render_outcome}
         if purpose not in render:
             raise PermanentFailure(f"{self.name} has no message for purpose {purpose}")

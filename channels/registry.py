@@ -1,4 +1,6 @@
 """The channels, by name. Adding one is a folder channels/<name>/ and one line in CHANNELS.
+The web channel is the approver portal's (portal/channel.py): the portal is that channel's
+folder, an app already installed, and its URLs are included through here like any channel's.
 
 Entries are dotted paths, imported on first use, so decisions (which asks the registry which
 channels exist) never imports a channel implementation itself.
@@ -20,6 +22,7 @@ CHANNELS: dict[str, str] = {
     "email": "channels.email.channel.EmailChannel",
     "slack": "channels.slack.channel.SlackChannel",
     "teams": "channels.teams.channel.TeamsChannel",
+    "web": "portal.channel.WebChannel",
 }
 
 
@@ -58,6 +61,11 @@ def names() -> list[str]:
 def outcome_editing_names() -> list[str]:
     """Channels whose messages are edited to show the outcome once a decision settles."""
     return [c.name for c in all_channels() if c.edits_outcome]
+
+
+def silent_names() -> list[str]:
+    """Channels that send nothing (the web portal): no delivery is ever queued for them."""
+    return [c.name for c in all_channels() if not c.sends]
 
 
 def urlpatterns() -> list[URLPattern | URLResolver]:

@@ -2,9 +2,9 @@
 
 from dataclasses import dataclass
 
+from channels import registry as channel_registry
 from decisions.addresses import parse_address
 from decisions.models import ApproverGroup
-from notifications.models import SlackSettings
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,9 @@ def expand_addresses(
 
 
 def dm_email_approvers_get(organization_id: int) -> bool:
-    return SlackSettings.objects.filter(organization_id=organization_id, dm_email_approvers=True).exists()
+    """The organization's Slack setting (channels/slack/models.py), asked of the Slack channel:
+    decisions reaches a channel's models only through the registry."""
+    return channel_registry.channel("slack").asks_email_approvers(organization_id)
 
 
 def approvals_required(quorum: str | int, asked: int) -> int:

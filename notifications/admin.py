@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from notifications.models import Delivery, DeliveryAttempt, SlackSettings
+from notifications.models import Delivery, DeliveryAttempt
 from notifications.services import delivery_redeliver
 
 
@@ -35,8 +35,3 @@ class DeliveryAdmin(admin.ModelAdmin):
         for delivery in queryset:
             delivery_redeliver(delivery=delivery, actor=f"admin:{request.user.get_username()}")
         self.message_user(request, f"{queryset.count()} delivery(ies) queued again.")
-
-
-@admin.register(SlackSettings)
-class SlackSettingsAdmin(admin.ModelAdmin):
-    list_display = ["organization", "bot_token_env", "signing_secret_env", "dm_email_approvers"]

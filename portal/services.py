@@ -1,7 +1,8 @@
 """Writes for the approver portal: sign-in links, sessions, and answers given on the web.
 
-Answers go through decisions.services.decision_answer with via=web, exactly as an email
-click does: the compare-and-set, the quorum, the audit event and the callback are its.
+Answers are the web channel's (portal/channel.py parses and verifies them) and are recorded
+through channels.answers.answer_record, so decision_answer with via=web does the compare-and-set,
+the quorum, the audit event and the callback, exactly as for an email click.
 """
 
 import hashlib
@@ -19,8 +20,10 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from broker.errors import Conflict, DomainError, InvalidInput, NotFound
+from channels.answers import answer_record
+from channels.base import InboundAnswer
 from decisions import services as decision_services
-from decisions.models import ApprovalRequest, Decision, Verification, Via
+from decisions.models import ApprovalRequest
 from organizations.models import Organization
 from portal.delegation import delegate_for, delegations_load
 from portal.models import Approver, Delegation, SignInLink
@@ -108,7 +111,7 @@ def approver_sign_out_everywhere(*, address: str) -> None:
     Approver.objects.filter(address=address).update(session_epoch=F("session_epoch") + 1)
 
 
-def _my_pending_request(*, address: str, decision_id: str) -> ApprovalRequest:
+def my_pending_request(*, address: str, decision_id: str) -> ApprovalRequest:
     """The approver's open request for a decision; email before Slack when asked on both.
     Raises AlreadyResolved or AlreadyAnswered when it was put to them but waits no more, and
     NotFound for another approver's decision, or another organization's, like a missing one."""
@@ -126,34 +129,6 @@ def _my_pending_request(*, address: str, decision_id: str) -> ApprovalRequest:
     raise NoLongerAsked(f"Decision {decision_id} no longer waits for your answer.")
 
 
-def portal_answer(
-    *,
-    address: str,
-    decision_id: str,
-    choice: str = "",
-    text: str = "",
-    note: str = "",
-    ip: str = "",
-    user_agent: str = "",
-    verified: str = Verification.LINK,
-) -> Decision:
-    """Answer one decision as the signed-in approver, via web; `verified` is what the session
-    (or a passkey) proved. Raises NotFound if it does not wait for them, and whatever
-    decision_answer raises (VerificationRequired, AlreadyResolved, DeadlinePassed,
-    AlreadyAnswered, InvalidInput)."""
-    request = _my_pending_request(address=address, decision_id=decision_id)
-    return decision_services.decision_answer(
-        request_id=request.pk,
-        choice=choice,
-        text=text,
-        note=note,
-        via=Via.WEB,
-        ip=ip,
-        user_agent=user_agent,
-        verified=verified,
-    )
-
-
 @dataclass(frozen=True)
 class BulkResult:
     decision_id: str
@@ -161,20 +136,9 @@ class BulkResult:
     message: str
 
 
-def portal_answer_many(
-    *,
-    address: str,
-    decision_ids: list[str],
-    choice: str,
-    note: str = "",
-    ip: str = "",
-    user_agent: str = "",
-    verified: str = Verification.LINK,
-) -> list[BulkResult]:
-    """Approve or deny several decisions with one note. Each is its own answer, in its own
-    transaction, audited on its own: one that was settled meanwhile fails alone. Raises
-    InvalidInput (nothing answered) for an empty or oversized selection, another choice, or a
-    note too long."""
+def bulk_selection(*, decision_ids: list[str], choice: str, note: str) -> list[str]:
+    """The decisions a bulk answer selected, each once. Raises InvalidInput (nothing is to be
+    answered) for an empty or oversized selection, another choice, or a note too long."""
     ids = list(dict.fromkeys(decision_ids))  # a double-submitted id is answered once
     if choice not in BULK_CHOICES:
         raise InvalidInput("Choose approve or deny.", fields={"choice": ["approve or deny"]})
@@ -189,18 +153,21 @@ def portal_answer_many(
             "The note is too long.",
             fields={"note": [f"at most {decision_services.MAX_NOTE_LENGTH} characters"]},
         )
+    return ids
+
+
+def answers_record_each(answers: list[InboundAnswer | BulkResult]) -> list[BulkResult]:
+    """Record the web channel's answers to several decisions. Each is its own answer, in its own
+    transaction (answer_record's), audited on its own: one settled meanwhile fails alone. A
+    BulkResult in the list (a decision found unanswerable while parsing) is passed on as it is."""
     results = []
-    for decision_id in ids:
+    for answer in answers:
+        if isinstance(answer, BulkResult):
+            results.append(answer)
+            continue
+        decision_id = answer.request.decision_id
         try:
-            decision = portal_answer(
-                address=address,
-                decision_id=decision_id,
-                choice=choice,
-                note=note,
-                ip=ip,
-                user_agent=user_agent,
-                verified=verified,
-            )
+            decision = answer_record(answer)
         except decision_services.VerificationRequired:
             results.append(
                 BulkResult(decision_id, False, "Open it to answer: it asks for a stronger sign-in.")

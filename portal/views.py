@@ -16,45 +16,33 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
 from broker.errors import Conflict, InvalidInput, NotFound
+from channels.answers import answer_record
+from channels.base import AnswerRefused
 from decisions import services as decision_services
 from decisions.display import BUTTON_COLOURS, OTHER_BUTTON_COLOUR, detail_rows, option_label
 from decisions.models import ResponseType, Verification
-from portal import passkeys, selectors, services
+from portal import pages, passkeys, selectors, services
+from portal.channel import ANSWER_CHALLENGE, WebChannel
 from portal.models import Approver, Delegation
 from portal.rate_limits import sign_in_wait
 from portal.sessions import session_begin, session_end, session_verified, signed_in_address
 from portal.tasks import send_sign_in_link
 
 logger = logging.getLogger(__name__)
+CHANNEL = WebChannel()  # answers given here are the web channel's (portal/channel.py)
 MAX_ADDRESS_LENGTH = 320
 
 
-def _page(request: HttpRequest, template: str, context: dict, *, status: int = 200) -> HttpResponse:
-    response = render(request, template, {"me": getattr(request, "approver", None), **context}, status=status)
-    # A sign-in URL is a credential: never sent to another site. (Not no-referrer: Chromium then
-    # sends `Origin: null` with the page's own forms, which CSRF protection rightly refuses.)
-    response["Referrer-Policy"] = "same-origin"
-    response["Cache-Control"] = "no-store"
-    response["X-Robots-Tag"] = "noindex, nofollow"
-    return response
-
-
-def _problem(request: HttpRequest, status: int, title: str, message: str) -> HttpResponse:
-    return _page(request, "portal/problem.html", {"title": title, "message": message}, status=status)
-
-
-def _client(request: HttpRequest) -> dict:
-    return {
-        "ip": request.META.get("REMOTE_ADDR", ""),
-        "user_agent": request.META.get("HTTP_USER_AGENT", "")[:500],
-    }
+_page = pages.page
+_problem = pages.problem
+_client = pages.client_facts
 
 
 def approver_required(view):
@@ -233,16 +221,9 @@ def decision_page(request: HttpRequest, decision_id: str) -> HttpResponse:
 def answer(request: HttpRequest, decision_id: str) -> HttpResponse:
     form = request.POST
     try:
-        verified = _verified_for_answer(request, decision_id)
-        decision = services.portal_answer(
-            address=request.approver,
-            decision_id=decision_id,
-            choice=form.get("choice", ""),
-            text=form.get("text", ""),
-            note=form.get("note", ""),
-            verified=verified,
-            **_client(request),
-        )
+        decision = answer_record(CHANNEL.parse_answer(request, decision_id=decision_id))
+    except AnswerRefused as refused:
+        return refused.response
     except NotFound as exc:
         return _problem(request, 404, "Not found", exc.message)
     except Conflict as exc:
@@ -275,14 +256,9 @@ def answer(request: HttpRequest, decision_id: str) -> HttpResponse:
 @approver_required
 def bulk_answer(request: HttpRequest) -> HttpResponse:
     try:
-        results = services.portal_answer_many(
-            address=request.approver,
-            decision_ids=request.POST.getlist("decision"),
-            choice=request.POST.get("choice", ""),
-            note=request.POST.get("note", ""),
-            verified=session_verified(request),
-            **_client(request),
-        )
+        results = services.answers_record_each(CHANNEL.parse_bulk_answer(request))
+    except AnswerRefused as refused:
+        return refused.response
     except InvalidInput as exc:
         rows = selectors.inbox_pending(address=request.approver)
         context = {"rows": _with_display(rows), "tab": "pending", "error": exc.message}
@@ -299,7 +275,6 @@ def bulk_answer(request: HttpRequest) -> HttpResponse:
 # --- passkeys ------------------------------------------------------------------------------
 
 REGISTRATION_CHALLENGE = "portal_passkey_registration"
-ANSWER_CHALLENGE = "portal_passkey_answer"
 
 
 def _json_error(status: int, code: str, message: str, fields: dict | None = None) -> JsonResponse:
@@ -382,23 +357,6 @@ def passkey_answer_options(request: HttpRequest, decision_id: str) -> HttpRespon
         return _json_error(400, exc.code, exc.message, exc.fields)
     request.session[ANSWER_CHALLENGE] = {"decision": decision_id, "challenge": bytes_to_base64url(challenge)}
     return HttpResponse(options, content_type="application/json")
-
-
-def _verified_for_answer(request: HttpRequest, decision_id: str) -> str:
-    """What this answer proves: a passkey assertion over this decision's challenge, if one
-    came with the form, else the session. Raises PasskeyFailed for a bad or stale assertion."""
-    credential = request.POST.get("passkey", "")
-    if not credential:
-        return session_verified(request)
-    held = request.session.pop(ANSWER_CHALLENGE, None)
-    if not isinstance(held, dict) or held.get("decision") != decision_id:
-        raise passkeys.PasskeyFailed(
-            "Start again: press the answer button once more.", fields={"passkey": ["stale"]}
-        )
-    passkeys.passkey_verify(
-        approver=_approver(request), credential=credential, challenge=base64url_to_bytes(held["challenge"])
-    )
-    return Verification.PASSKEY
 
 
 # --- away: delegation ---------------------------------------------------------------------

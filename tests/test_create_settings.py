@@ -7,8 +7,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from channels.slack.models import SlackSettings
 from decisions.models import Policy
-from notifications.models import SlackSettings
 from organizations.models import Organization
 from tests.conftest import ALICE
 

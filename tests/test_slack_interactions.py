@@ -16,10 +16,11 @@ from django.test import Client
 
 from audit.models import AuditEvent
 from channels.slack.messages import CHOICE_ACTION_PREFIX, MODAL_CALLBACK, NOTE_ACTION, is_slack_url
+from channels.slack.models import SlackSettings
 from decisions.links import link_token, request_token
 from decisions.models import ApprovalRequest, Decision, ResponseType, Status
 from decisions.services import decision_answer
-from notifications.models import Delivery, SlackSettings
+from notifications.models import Delivery
 from notifications.services import delivery_attempt
 from tests.conftest import CAROL
 from tests.factories import DecisionFactory

@@ -17,11 +17,12 @@ from django.test import Client
 from audit.models import AuditEvent
 from channels.slack.channel import send_slack
 from channels.slack.messages import CHOICE_ACTION_PREFIX, NOTE_ACTION, escape
+from channels.slack.models import SlackSettings
 from decisions.links import read_request_token
 from decisions.models import ApprovalRequest, Decision, ResponseType, Status
 from decisions.services import decision_answer, decision_cancel
 from decisions.services.tick import decision_tick
-from notifications.models import Delivery, DeliveryAttempt, SlackSettings
+from notifications.models import Delivery, DeliveryAttempt
 from notifications.senders import RetryLater
 from notifications.services import delivery_attempt
 from tests.conftest import ALICE, BOB, CAROL

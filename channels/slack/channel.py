@@ -14,6 +14,7 @@ from django.http import HttpRequest
 from channels.base import AttemptReport, Channel, InboundAnswer, MessageRef, RetryLater, SentFacts
 from channels.slack import interactions
 from channels.slack.messages import approval_blocks, call, client_for, escape, outcome_blocks, target
+from channels.slack.models import SlackSettings
 from decisions.display import deadline_phrase
 from decisions.models import ApprovalRequest, Via
 from notifications.models import Delivery
@@ -42,6 +43,9 @@ class SlackChannel(Channel):
     via = Via.SLACK
     urls = "channels.slack.urls"
     edits_outcome = True
+
+    def asks_email_approvers(self, organization_id: int) -> bool:
+        return SlackSettings.objects.filter(organization_id=organization_id, dm_email_approvers=True).exists()
 
     def render_ask(self, request: ApprovalRequest, *, key: str) -> SlackMessage:
         decision = request.decision

@@ -33,10 +33,10 @@ from channels.slack.messages import (
     escape,
     is_slack_url,
 )
+from channels.slack.models import SlackSettings
 from decisions import services
 from decisions.links import portal_url, request_token
 from decisions.models import ApprovalRequest, ResponseType, Via
-from notifications.models import SlackSettings
 
 logger = logging.getLogger(__name__)
 

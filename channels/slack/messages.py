@@ -18,10 +18,10 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
 from channels.base import AttemptReport, PermanentFailure, RetryLater
+from channels.slack.models import SlackSettings
 from decisions.display import deadline_phrase, detail_rows, option_label
 from decisions.links import portal_url, request_token
 from decisions.models import ApprovalRequest, Decision, ResponseType, Verification
-from notifications.models import SlackSettings
 
 # Errors that no retry can cure: the notification fails, with Slack's reason on record.
 PERMANENT_ERRORS = {

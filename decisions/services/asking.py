@@ -5,6 +5,7 @@ import dataclasses
 from django.utils import timezone
 
 from audit.services import AuditEntry
+from channels import registry as channel_registry
 from decisions.models import ApprovalRequest, Decision
 from decisions.selectors import CreateSettings, create_settings
 from notifications.models import Delivery
@@ -45,8 +46,10 @@ def ask(
 def deliveries_enqueue_per_channel(
     decision: Decision, requests: list[ApprovalRequest], *, purpose: str
 ) -> None:
-    """One delivery per request, of its channel's kind (the outbox finds that channel's sender)."""
-    for kind in sorted({r.channel for r in requests}):
+    """One delivery per request, of its channel's kind (the outbox finds that channel's sender);
+    none for a channel that sends nothing (the web portal's inbox shows the ask)."""
+    silent = channel_registry.silent_names()
+    for kind in sorted({r.channel for r in requests} - set(silent)):
         deliveries_enqueue(
             decision=decision,
             kind=kind,
