@@ -104,3 +104,23 @@ def snapshot(decision) -> tuple:
         AuditEvent.objects.filter(decision=decision).count(),
         Delivery.objects.filter(decision=decision).count(),
     )
+
+
+def django_process(code: str, **environment: str):
+    """Run `code` in a fresh Python process that starts Django with this environment added:
+    what settings make of it at start-up, which a running test cannot redo."""
+    import os
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "broker.settings", **environment},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

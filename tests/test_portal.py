@@ -5,13 +5,10 @@ link emailed to her, sees what waits for her in both organizations (never bob's)
 and approves several at once with one note. Each answer is recorded via web and audited.
 """
 
-import os
 import subprocess
-import sys
 from datetime import UTC, timedelta
 
 import pytest
-from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
@@ -20,6 +17,7 @@ from decisions.models import ApprovalRequest, Status, Via
 from decisions.services import MAX_NOTE_LENGTH, decision_answer, decision_cancel
 from portal.models import SignInLink
 from tests.conftest import ALICE, BOB
+from tests.helpers import django_process
 from tests.portal_helpers import ask, sign_in_token, tasks_run_here  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("tasks_run_here")]
@@ -394,15 +392,7 @@ def _settings_of(**environment) -> subprocess.CompletedProcess:
         "import django; django.setup(); from django.conf import settings as s; "
         "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SESSION_COOKIE_AGE)"
     )
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=settings.BASE_DIR,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "broker.settings", **environment},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return django_process(code, **environment)
 
 
 def test_the_session_cookie_is_secure_behind_https():

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from broker.env import env_bool, env_database, env_email, env_float, env_rate, env_url
+from tests.helpers import django_process
 
 WEB = {"http", "https"}
 
@@ -192,15 +193,7 @@ def _log_line(**environment) -> subprocess.CompletedProcess:
         "import django, logging; django.setup(); "
         "logging.getLogger('countersign.test').warning('sealed %s events', 3, extra={'organization': 7})"
     )
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=settings.BASE_DIR,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "broker.settings", **environment},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return django_process(code, **environment)
 
 
 def test_log_format_json_writes_one_json_object_per_line_with_the_extra_fields():
