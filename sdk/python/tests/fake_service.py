@@ -54,6 +54,8 @@ class FakeCountersign:
         self.while_waiting: Callable[[str], None] | None = None
         # A stand-in for the organization's policy: may resolve a decision as it is created.
         self.policy: Callable[[dict[str, Any]], tuple[str, str] | None] | None = None
+        # Away approvers and their delegates: asking alice asks bob, on her behalf.
+        self.delegates: dict[str, str] = {}
 
     # --- the API ----------------------------------------------------------------------------
 
@@ -92,6 +94,8 @@ class FakeCountersign:
         decision_id = f"dec_{len(self.decisions) + 1:04d}"
         now = datetime.now(UTC)
         details = body.get("details", {})
+        approver = body.get("approver", ALICE)
+        delegate = self.delegates.get(approver)
         self.decisions[decision_id] = {
             "id": decision_id,
             "status": "pending",
@@ -102,6 +106,9 @@ class FakeCountersign:
             "response": body.get("response", "choice"),
             "allow_edit": body.get("allow_edit", False),
             "urgency": body.get("urgency", "normal"),
+            "verification": body.get("verification", "link"),
+            "requested_by": body.get("requested_by"),
+            "distinct_stage_approvers": body.get("distinct_stage_approvers", True),
             "created_at": iso(now),
             "expires_at": iso(now + timedelta(minutes=body.get("timeout_minutes", 60))),
             "resolved_at": None,
@@ -111,7 +118,13 @@ class FakeCountersign:
             "outcome": None,
             "response_notes": None,
             "requests": [
-                {"address": body.get("approver", ALICE), "channel": "email", "stage": 0, "level": 0}
+                {
+                    "address": delegate or approver,
+                    "channel": "email",
+                    "on_behalf_of": approver if delegate else None,
+                    "stage": 0,
+                    "level": 0,
+                }
             ],
             "policy": None,
         }
@@ -163,7 +176,10 @@ class FakeCountersign:
         details: dict | None = None,
         by: str = ALICE,
         via: str = "email",
+        verified: str | None = None,
     ) -> dict[str, Any]:
+        """`verified`: how the person who answered was verified; by default "link" when a person
+        answered (email, Slack, the portal), as the service says, and None otherwise."""
         decision = self.decisions[decision_id]
         final = decision["details"] if details is None else details
         now = iso(datetime.now(UTC))
@@ -181,6 +197,7 @@ class FakeCountersign:
                 "at": now,
                 "details": final,
                 "action_hash": action_hash(decision["action"], final),
+                "verified": verified or ("link" if via in ("email", "slack", "web") else None),
             },
         )
         return decision

@@ -74,3 +74,36 @@ def test_giving_up_waiting_raises_approval_timeout(async_client):
         asyncio.run(async_client.request_approval("Deploy 4.2", approver=ALICE, timeout=0))
 
     assert raised.value.decision.is_pending
+
+
+def test_the_portal_fields_go_out_and_come_back_through_the_async_client(async_client, service):
+    service.while_waiting = lambda decision_id: service.answer(
+        decision_id, "approved", via="web", verified="session"
+    )
+    created = []
+
+    async def note_it(decision):
+        created.append(decision)
+
+    outcome = asyncio.run(
+        async_client.request_approval(
+            "Deploy 4.2",
+            approver=ALICE,
+            verification="session",
+            requested_by="carol@example.com",
+            distinct_stage_approvers=True,
+            on_created=note_it,
+        )
+    )
+
+    assert json.loads(service.seen[0].content) == {
+        "action": "Deploy 4.2",
+        "approver": ALICE,
+        "verification": "session",
+        "requested_by": "carol@example.com",
+        "distinct_stage_approvers": True,
+    }
+    assert [(d.verification, d.requested_by, d.distinct_stage_approvers) for d in created] == [
+        ("session", "carol@example.com", True)
+    ]
+    assert outcome.verified == "session"

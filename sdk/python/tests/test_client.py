@@ -40,6 +40,63 @@ def test_create_sends_only_what_the_agent_chose_so_a_policy_can_fill_in_the_rest
     assert decision.requests[0].address == ALICE
 
 
+def test_the_portal_fields_are_sent_as_given_and_read_back(client, service):
+    # given: Carol asked the agent for this refund; only a passkey will do, one person may
+    # sign both stages
+    decision = client.create(
+        "Refund $120 to order #1042",
+        approver=ALICE,
+        verification="passkey",
+        requested_by="carol@example.com",
+        distinct_stage_approvers=False,
+    )
+
+    assert json.loads(service.seen[-1].content) == {
+        "action": "Refund $120 to order #1042",
+        "approver": ALICE,
+        "verification": "passkey",
+        "requested_by": "carol@example.com",
+        "distinct_stage_approvers": False,
+    }
+    assert decision.verification == "passkey"
+    assert decision.requested_by == "carol@example.com"
+    assert decision.distinct_stage_approvers is False
+
+
+def test_left_out_the_portal_fields_are_not_sent_and_read_back_as_the_service_defaults(client, service):
+    decision = client.create("Deploy 4.2", approver=ALICE, verification=None, requested_by=None)
+
+    assert json.loads(service.seen[-1].content) == {"action": "Deploy 4.2", "approver": ALICE}
+    assert decision.verification == "link"
+    assert decision.requested_by is None
+    assert decision.distinct_stage_approvers is True
+
+
+def test_the_outcome_says_how_the_person_who_answered_was_verified(client, service):
+    by_passkey = client.create("Deploy 4.2", approver=ALICE, verification="passkey")
+    by_link = client.create("Deploy 4.3", approver=ALICE)
+    unanswered = client.create("Deploy 4.4", approver=ALICE)
+    service.answer(by_passkey.id, "approved", via="web", verified="passkey")
+    service.answer(by_link.id, "denied")
+    service.answer(unanswered.id, "expired", by="system", via="timeout")
+
+    assert client.get(by_passkey.id).outcome.verified == "passkey"
+    assert client.get(by_link.id).outcome.verified == "link"
+    assert client.get(unanswered.id).outcome.verified is None  # nobody answered
+
+
+def test_a_delegate_asked_for_an_away_approver_says_on_whose_behalf(client, service):
+    # given: alice is away; bob answers for her
+    service.delegates = {ALICE: BOB}
+    decision = client.create("Deploy 4.2", approver=ALICE)
+    plain = client.create("Deploy 4.3", approver=BOB)
+
+    [asked] = client.get(decision.id).requests
+    assert asked.address == BOB
+    assert asked.on_behalf_of == ALICE
+    assert client.get(plain.id).requests[0].on_behalf_of is None
+
+
 def test_a_misspelt_field_fails_before_anything_is_sent(client, service):
     with pytest.raises(TypeError, match="timeout_minute"):
         client.create("Deploy 4.2", approver=ALICE, timeout_minute=30)  # type: ignore[call-arg]

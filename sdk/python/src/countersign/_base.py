@@ -14,7 +14,7 @@ from typing import Any, Literal, TypedDict
 import httpx
 
 from countersign import errors
-from countersign.models import OnTimeout, ResponseType, Urgency
+from countersign.models import OnTimeout, ResponseType, Urgency, Verification
 
 __version__ = "0.1.0"
 
@@ -52,6 +52,13 @@ class DecisionFields(TypedDict, total=False):
     urgency: Urgency
     timeout_minutes: float
     on_timeout: OnTimeout
+    # "link" (the default): an email or Slack click will do; "session" or "passkey": only the
+    # approver portal, freshly signed in or with a passkey.
+    verification: Verification
+    # The email address of the person the agent acts for: never asked, can never approve it.
+    requested_by: str
+    # True (the default): nobody approves two stages of this decision.
+    distinct_stage_approvers: bool
     escalation: list[EscalationLevel]
     escalation_repeat: int
     reminders: list[float]

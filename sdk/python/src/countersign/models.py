@@ -15,6 +15,8 @@ Via = Literal["email", "slack", "web", "api", "timeout", "policy"]
 Urgency = Literal["low", "normal", "high", "critical"]
 ResponseType = Literal["choice", "text"]
 OnTimeout = Literal["expire", "deny", "approve"]
+# How sure the service must be of who answers (asked), or how sure it was (an outcome's `verified`).
+Verification = Literal["link", "session", "passkey"]
 
 RESOLVED: frozenset[str] = frozenset({"approved", "denied", "responded", "expired", "cancelled"})
 ANSWERED_BY_A_PERSON: frozenset[str] = frozenset({"email", "slack", "web"})
@@ -39,6 +41,8 @@ class Outcome:
     details: dict[str, Any]
     action_hash: str
     edited: bool  # the approver changed the details before approving
+    # How the person who answered was verified; None when nobody answered (timeout, policy, cancel).
+    verified: Verification | None
     raw: dict[str, Any] = field(repr=False, compare=False)
 
     @property
@@ -68,6 +72,7 @@ class Outcome:
             details=data.get("details") or {},
             action_hash=data.get("action_hash", ""),
             edited=bool(data.get("action_hash")) and data.get("action_hash") != asked_action_hash,
+            verified=data.get("verified"),
             raw=data,
         )
 
@@ -95,6 +100,7 @@ class ApprovalRequest:
     address: str
     channel: str
     group: str | None
+    on_behalf_of: str | None  # the away approver this delegate was asked for
     stage: int
     level: int
     state: str
@@ -111,6 +117,7 @@ class ApprovalRequest:
             address=data.get("address", ""),
             channel=data.get("channel", ""),
             group=data.get("group"),
+            on_behalf_of=data.get("on_behalf_of"),
             stage=data.get("stage", 0),
             level=data.get("level", 0),
             state=data.get("state", ""),
@@ -134,6 +141,9 @@ class Decision:
     response: ResponseType
     allow_edit: bool
     urgency: Urgency
+    verification: Verification
+    requested_by: str | None  # who the agent acts for: never asked, can never approve it
+    distinct_stage_approvers: bool  # nobody approves two stages
     created_at: datetime | None
     expires_at: datetime | None
     resolved_at: datetime | None
@@ -168,6 +178,9 @@ class Decision:
             response=data.get("response", "choice"),
             allow_edit=bool(data.get("allow_edit", False)),
             urgency=data.get("urgency", "normal"),
+            verification=data.get("verification", "link"),
+            requested_by=data.get("requested_by"),
+            distinct_stage_approvers=bool(data.get("distinct_stage_approvers", True)),
             created_at=parse_time(data.get("created_at")),
             expires_at=parse_time(data.get("expires_at")),
             resolved_at=parse_time(data.get("resolved_at")),
