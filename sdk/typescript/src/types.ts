@@ -9,6 +9,8 @@ export type Via = "email" | "slack" | "web" | "api" | "timeout" | "policy";
 export type Urgency = "low" | "normal" | "high" | "critical";
 export type ResponseType = "choice" | "text";
 export type OnTimeout = "expire" | "deny" | "approve";
+/** How sure the service must be of who answers (asked), or was (an outcome's `verified`). */
+export type Verification = "link" | "session" | "passkey";
 export type Quorum = "any" | "all" | number;
 
 /** JSON values, for details and metadata. */
@@ -53,6 +55,16 @@ export interface DecisionFields {
   timeout_minutes?: number;
   /** The outcome when time runs out with no answer. */
   on_timeout?: OnTimeout;
+  /**
+   * How sure the service must be of who answers: "link" (the default) takes an email or Slack
+   * click; "session" only the approver portal, freshly signed in; "passkey" only the portal,
+   * with one of the approver's passkeys.
+   */
+  verification?: Verification;
+  /** The email address of the person the agent acts for: never asked, can never approve it. */
+  requested_by?: string;
+  /** True (the default): nobody approves two stages of this decision. */
+  distinct_stage_approvers?: boolean;
   /** Who else is asked, and when, if nobody has answered. */
   escalation?: EscalationLevel[];
   escalation_repeat?: number;
@@ -83,6 +95,8 @@ export interface Outcome {
   details: JsonObject;
   /** SHA-256 of what was finally approved; differs from the decision's when edited. */
   action_hash: string;
+  /** How the person who answered was verified; null when nobody answered (timeout, policy, cancel). */
+  verified: Verification | null;
 }
 
 /** One person (or channel) asked: at which stage or escalation level, and what came of it. */
@@ -90,6 +104,8 @@ export interface ApprovalRequest {
   address: string;
   channel: string;
   group: string | null;
+  /** The away approver this delegate was asked for, if any. */
+  on_behalf_of: string | null;
   stage: number;
   level: number;
   state: string;
@@ -119,6 +135,10 @@ export interface Decision {
   escalation_repeat: number;
   reminders: number[];
   on_timeout: OnTimeout;
+  verification: Verification;
+  /** The person the agent acts for, if given. */
+  requested_by: string | null;
+  distinct_stage_approvers: boolean;
   /** The policy rule that matched it, if any. */
   policy: { name: string; action: string } | null;
   created_at: string;

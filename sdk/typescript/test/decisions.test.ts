@@ -70,6 +70,35 @@ describe("asking and reading back", liveSuite, () => {
     );
   });
 
+  test("the portal's fields are sent and read back: verification, requested_by, distinct_stage_approvers", async () => {
+    const agent = client();
+    const asked = await agent.create({
+      action: "Refund $120 to order #1042",
+      approver: live.approver,
+      verification: "link",
+      requested_by: "carol@example.com",
+      distinct_stage_approvers: false,
+    });
+
+    assert.equal(asked.verification, "link");
+    assert.equal(asked.requested_by, "carol@example.com");
+    assert.equal(asked.distinct_stage_approvers, false);
+    const read = await agent.get(asked.id);
+    assert.deepEqual(
+      [read.verification, read.requested_by, read.distinct_stage_approvers],
+      ["link", "carol@example.com", false],
+    );
+  });
+
+  test("left out, the portal's fields read back as the service's defaults", async () => {
+    const asked = await client().create({ action: "Rotate the API keys", approver: live.approver });
+
+    assert.equal(asked.verification, "link");
+    assert.equal(asked.requested_by, null);
+    assert.equal(asked.distinct_stage_approvers, true);
+    assert.equal(asked.requests[0]?.on_behalf_of, null); // alice herself, not a delegate
+  });
+
   test("fields left undefined are not sent, so the service's defaults apply", async () => {
     const decision = await client().create({
       action: "Rotate the API keys",
@@ -151,6 +180,25 @@ describe("waiting for the answer", liveSuite, () => {
     assert.equal(decided.outcome?.note, "go ahead");
     assert.equal(decided.response_notes, "go ahead");
     assert.equal(decided.requests[0]?.state, "answered");
+  });
+
+  test("the outcome says alice was verified by her link; unanswered, it says null", async () => {
+    const agent = client();
+    const asked = await agent.create({
+      action: "Deploy v1.2 to prod",
+      approver: live.approver,
+      requested_by: "carol@example.com",
+    });
+    const withdrawn = await agent.create({ action: "Deploy v1.3 to prod", approver: live.approver });
+
+    await aliceAnswers(asked.id, "approve");
+    const decided = await agent.wait(asked.id);
+    const cancelled = await agent.cancel(withdrawn.id);
+
+    assert.equal(decided.status, "approved");
+    assert.equal(decided.outcome?.verified, "link");
+    assert.equal(decided.requests[0]?.on_behalf_of, null);
+    assert.equal(cancelled.outcome?.verified, null); // nobody answered
   });
 
   test("get with wait holds the request, then answers with the still-pending decision", async () => {
