@@ -84,6 +84,26 @@ Urgency = Annotated[
     Literal["low", "normal", "high", "critical"] | None, Field(description="Shown to the approver.")
 ]
 AllowEdit = Annotated[bool | None, Field(description="Let the approver change the details before approving.")]
+RequestedBy = Annotated[
+    str | None,
+    Field(
+        max_length=320,
+        description=(
+            "The email address of the person you act for (who asked you to do this). They are "
+            "never asked and can never approve it: nobody signs off their own request."
+        ),
+    ),
+]
+Verification = Annotated[
+    Literal["link", "session", "passkey"] | None,
+    Field(
+        description=(
+            "How sure Countersign must be of who answers: link (default) takes a click in the "
+            "email or Slack; session only an answer in the approver portal, freshly signed in; "
+            "passkey only an answer in the portal confirmed with the approver's passkey."
+        )
+    ),
+]
 WaitSeconds = Annotated[
     float | None,
     Field(
@@ -144,6 +164,8 @@ def approval_body(
     urgency: str | None,
     allow_edit: bool | None,
     default_approvers: list[str],
+    requested_by: str | None = None,
+    verification: str | None = None,
 ) -> dict[str, Any]:
     """POST /decisions' body for request_approval: only what was given, so a policy fills the rest."""
     body: dict[str, Any] = {"action": action}
@@ -155,6 +177,8 @@ def approval_body(
         "on_timeout": on_timeout,
         "urgency": urgency,
         "allow_edit": allow_edit,
+        "requested_by": requested_by,
+        "verification": verification,
     }
     body.update({name: value for name, value in fields.items() if value is not None})
     return body
@@ -254,6 +278,7 @@ def decision_summary(data: dict[str, Any]) -> dict[str, Any]:
                 "by": outcome.get("by"),
                 "via": outcome.get("via"),
                 "at": outcome.get("at"),
+                "verified": outcome.get("verified"),
                 "edited": bool(outcome.get("action_hash"))
                 and outcome.get("action_hash") != data.get("action_hash"),
             }
@@ -403,6 +428,8 @@ async def request_approval(
     on_timeout: OnTimeout = None,
     urgency: Urgency = None,
     allow_edit: AllowEdit = None,
+    requested_by: RequestedBy = None,
+    verification: Verification = None,
     idempotency_key: IdempotencyKey = None,
     wait_seconds: WaitSeconds = None,
 ) -> dict[str, Any]:
@@ -416,6 +443,8 @@ async def request_approval(
         on_timeout=on_timeout,
         urgency=urgency,
         allow_edit=allow_edit,
+        requested_by=requested_by,
+        verification=verification,
         default_approvers=caller.approvers,
     )
     created = await _create(caller.api_key, body, idempotency_key)

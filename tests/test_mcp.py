@@ -221,6 +221,49 @@ def test_after_its_bound_request_approval_says_pending_and_wait_for_decision_get
     assert later["message"] == f"Denied by {BOB} via email. Do not go ahead. Note: duplicate order"
 
 
+def test_request_approval_passes_who_the_agent_acts_for_and_how_sure_to_be_of_the_approver(
+    service, acme_key, transport
+):
+    # given: carol asked the agent for a refund; alice approves it by her email link, and a
+    # deploy needs a passkey, which no link can give
+    async def scenario():
+        async with connect(transport, service, acme_key[1]) as client:
+            tools = {t.name: t.input_schema for t in (await client.list_tools()).tools}
+            refund = await call(
+                client,
+                "request_approval",
+                action="Refund $120 to order #1042",
+                requested_by="carol@example.com",
+                verification="link",
+                wait_seconds=0,
+            )
+            await in_thread(clicks, ALICE, refund["decision_id"], "approve")
+            refunded = await call(
+                client, "wait_for_decision", decision_id=refund["decision_id"], wait_seconds=20
+            )
+            deploy = await call(
+                client,
+                "request_approval",
+                action="Deploy v1.2 to prod",
+                verification="passkey",
+                wait_seconds=0,
+            )
+            return tools["request_approval"]["properties"], refunded, deploy
+
+    properties, refunded, deploy = run(scenario)
+
+    assert "never asked and can never approve it" in properties["requested_by"]["description"]
+    assert "passkey" in json.dumps(properties["verification"])
+    refund = Decision.objects.get(id=refunded["decision_id"])
+    assert refund.requested_by == "carol@example.com"
+    assert refund.verification == "link"
+    assert refunded["status"] == "approved"
+    assert refunded["outcome"]["by"] == ALICE
+    assert refunded["outcome"]["verified"] == "link"
+    assert deploy["status"] == "pending"
+    assert Decision.objects.get(id=deploy["decision_id"]).verification == "passkey"
+
+
 def test_the_same_idempotency_key_asks_once(service, acme_key, transport):
     ask = {"action": "Rotate the database password", "idempotency_key": "rotate-2030-01", "wait_seconds": 0}
 

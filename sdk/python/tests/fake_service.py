@@ -107,7 +107,7 @@ class FakeCountersign:
             "allow_edit": body.get("allow_edit", False),
             "urgency": body.get("urgency", "normal"),
             "verification": body.get("verification", "link"),
-            "requested_by": body.get("requested_by"),
+            "requested_by": body.get("requested_by", ""),  # as the service: "" for none
             "distinct_stage_approvers": body.get("distinct_stage_approvers", True),
             "created_at": iso(now),
             "expires_at": iso(now + timedelta(minutes=body.get("timeout_minutes", 60))),

@@ -136,8 +136,8 @@ export interface Decision {
   reminders: number[];
   on_timeout: OnTimeout;
   verification: Verification;
-  /** The person the agent acts for, if given. */
-  requested_by: string | null;
+  /** The person the agent acts for; "" when not given. */
+  requested_by: string;
   distinct_stage_approvers: boolean;
   /** The policy rule that matched it, if any. */
   policy: { name: string; action: string } | null;

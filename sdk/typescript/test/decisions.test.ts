@@ -94,7 +94,7 @@ describe("asking and reading back", liveSuite, () => {
     const asked = await client().create({ action: "Rotate the API keys", approver: live.approver });
 
     assert.equal(asked.verification, "link");
-    assert.equal(asked.requested_by, null);
+    assert.equal(asked.requested_by, ""); // the service sends an empty string for none
     assert.equal(asked.distinct_stage_approvers, true);
     assert.equal(asked.requests[0]?.on_behalf_of, null); // alice herself, not a delegate
   });

@@ -179,7 +179,7 @@ class Decision:
             allow_edit=bool(data.get("allow_edit", False)),
             urgency=data.get("urgency", "normal"),
             verification=data.get("verification", "link"),
-            requested_by=data.get("requested_by"),
+            requested_by=data.get("requested_by") or None,  # the service sends "" for none
             distinct_stage_approvers=bool(data.get("distinct_stage_approvers", True)),
             created_at=parse_time(data.get("created_at")),
             expires_at=parse_time(data.get("expires_at")),
