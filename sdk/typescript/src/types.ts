@@ -5,7 +5,7 @@
 
 export type Status = "pending" | "approved" | "denied" | "responded" | "expired" | "cancelled";
 export type ResolvedStatus = Exclude<Status, "pending">;
-export type Via = "email" | "slack" | "web" | "api" | "timeout" | "policy";
+export type Via = "email" | "slack" | "teams" | "web" | "api" | "timeout" | "policy";
 export type Urgency = "low" | "normal" | "high" | "critical";
 export type ResponseType = "choice" | "text";
 export type OnTimeout = "expire" | "deny" | "approve";

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 Status = Literal["pending", "approved", "denied", "responded", "expired", "cancelled"]
-Via = Literal["email", "slack", "web", "api", "timeout", "policy"]
+Via = Literal["email", "slack", "teams", "web", "api", "timeout", "policy"]
 Urgency = Literal["low", "normal", "high", "critical"]
 ResponseType = Literal["choice", "text"]
 OnTimeout = Literal["expire", "deny", "approve"]
