@@ -32,6 +32,7 @@ __all__ = [
     "PermanentFailure",
     "RetryLater",
     "SentFacts",
+    "client_facts",
 ]
 
 if TYPE_CHECKING:
@@ -87,6 +88,15 @@ class AnswerRefused(Exception):
     def __init__(self, response: HttpResponse) -> None:
         super().__init__(response.status_code)
         self.response = response
+
+
+def client_facts(http_request: HttpRequest) -> dict:
+    """Where an answer came from, as the audit trail records it (an InboundAnswer's ip and
+    user_agent)."""
+    return {
+        "ip": http_request.META.get("REMOTE_ADDR", ""),
+        "user_agent": http_request.META.get("HTTP_USER_AGENT", "")[:500],
+    }
 
 
 class Channel(ABC):

@@ -12,7 +12,7 @@ from django.http import HttpRequest
 from webauthn.helpers import base64url_to_bytes
 
 from broker.errors import Conflict, NotFound
-from channels.base import AnswerRefused, Channel, InboundAnswer, PermanentFailure, SentFacts
+from channels.base import AnswerRefused, Channel, InboundAnswer, PermanentFailure, SentFacts, client_facts
 from decisions.models import ApprovalRequest, Verification, Via
 from portal import pages, passkeys, services
 from portal.models import Approver
@@ -107,7 +107,7 @@ def _answer(
         text=text,
         note=note,
         verified=verified,
-        **pages.client_facts(http_request),
+        **client_facts(http_request),
     )
 
 

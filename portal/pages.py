@@ -17,11 +17,3 @@ def page(request: HttpRequest, template: str, context: dict, *, status: int = 20
 
 def problem(request: HttpRequest, status: int, title: str, message: str) -> HttpResponse:
     return page(request, "portal/problem.html", {"title": title, "message": message}, status=status)
-
-
-def client_facts(request: HttpRequest) -> dict:
-    """Where a request came from, as audit records it."""
-    return {
-        "ip": request.META.get("REMOTE_ADDR", ""),
-        "user_agent": request.META.get("HTTP_USER_AGENT", "")[:500],
-    }

@@ -24,7 +24,7 @@ from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
 from broker.errors import Conflict, InvalidInput, NotFound
 from channels.answers import answer_record
-from channels.base import AnswerRefused
+from channels.base import AnswerRefused, client_facts
 from decisions import services as decision_services
 from decisions.display import BUTTON_COLOURS, OTHER_BUTTON_COLOUR, detail_rows, option_label
 from decisions.models import ResponseType, Verification
@@ -42,7 +42,6 @@ MAX_ADDRESS_LENGTH = 320
 
 _page = pages.page
 _problem = pages.problem
-_client = pages.client_facts
 
 
 def approver_required(view):
@@ -94,7 +93,7 @@ def sign_in_request(request: HttpRequest) -> HttpResponse:
             error="Enter your email address, such as alice@example.com.",
             status=400,
         )
-    wait = sign_in_wait(address=address, ip=_client(request)["ip"])
+    wait = sign_in_wait(address=address, ip=client_facts(request)["ip"])
     if wait is not None:
         minutes = max(1, math.ceil(wait / 60))
         response = _problem(

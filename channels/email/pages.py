@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods
 
 from broker.errors import InvalidInput
 from channels.answers import answer_record
-from channels.base import AnswerRefused, InboundAnswer
+from channels.base import AnswerRefused, InboundAnswer, client_facts
 from decisions import selectors, services
 from decisions.display import BUTTON_COLOURS, OTHER_BUTTON_COLOUR, deadline_phrase, detail_rows, option_label
 from decisions.links import BadLink, portal_url, read_link
@@ -48,13 +48,6 @@ def _portal_only_page(request: HttpRequest, approval: ApprovalRequest) -> HttpRe
         link=portal_url(approval.decision_id),
         link_label="Open it in Countersign",
     )
-
-
-def _client(request: HttpRequest) -> dict:
-    return {
-        "ip": request.META.get("REMOTE_ADDR", ""),
-        "user_agent": request.META.get("HTTP_USER_AGENT", "")[:500],
-    }
 
 
 def _editable_details(approval: ApprovalRequest, choice: str) -> list[dict]:
@@ -186,7 +179,7 @@ def parse_answer(request: HttpRequest, token: str) -> InboundAnswer:
         text=form.get("text", ""),
         note=form.get("note", ""),
         details=details,
-        **_client(request),
+        **client_facts(request),
     )
 
 
@@ -199,7 +192,7 @@ def approval_link(request: HttpRequest, token: str) -> HttpResponse:
         approval, choice = _approval_for(request, token)
     except AnswerRefused as refused:
         return refused.response
-    services.approval_link_viewed(request=approval, choice=choice, **_client(request))
+    services.approval_link_viewed(request=approval, choice=choice, **client_facts(request))
     return _closed_page(request, approval, status=200) or _page(
         request, "channels/email/confirm.html", _context(approval, choice)
     )
