@@ -3,10 +3,12 @@
 import re
 
 import pytest
+from django.test import Client
 
 from broker.celery import app as celery_app
 from decisions.models import Decision
 from decisions.services import DecisionSpec, decision_create
+from tests.conftest import ALICE
 
 SIGN_IN_LINK = re.compile(r"https?://[^\s\"<>]+/inbox/sign-in/([A-Za-z0-9_\-]+)")
 
@@ -38,3 +40,17 @@ def tasks_run_here():
     celery_app.conf.task_always_eager = True
     yield
     celery_app.conf.task_always_eager = False
+
+
+def signed_in(client: Client, mailoutbox, address: str) -> Client:
+    """The client, signed in as `address` by the link the portal emails (its POST)."""
+    assert client.post("/inbox/sign-in", {"address": address}).status_code == 200
+    assert client.post(f"/inbox/sign-in/{sign_in_token(mailoutbox, address)}").status_code == 302
+    return client
+
+
+@pytest.fixture(name="alice")
+def signed_in_alice_fixture(client, mailoutbox, acme_key) -> Client:
+    """alice, signed in to the portal (she has been asked once, so she may sign in)."""
+    ask(acme_key, approvers=[ALICE], action="Warm-up")
+    return signed_in(client, mailoutbox, ALICE)

@@ -23,7 +23,7 @@ from decisions.services import VerificationRequired, decision_answer
 from notifications.models import Delivery
 from portal.sessions import SIGNED_IN_AT
 from tests.conftest import ALICE
-from tests.portal_helpers import ask, sign_in_token, tasks_run_here  # noqa: F401 (fixture)
+from tests.portal_helpers import ask, sign_in_token, signed_in_alice_fixture, tasks_run_here  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("tasks_run_here")]
 
@@ -135,14 +135,6 @@ def test_slack_buttons_on_a_passkey_decision_open_the_portal(acme_key):
 
 
 # --- the portal ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def alice(client, mailoutbox, acme_key):
-    ask(acme_key, approvers=[ALICE], action="Warm-up")
-    client.post("/inbox/sign-in", {"address": ALICE})
-    assert client.post(f"/inbox/sign-in/{sign_in_token(mailoutbox, ALICE)}").status_code == 302
-    return client
 
 
 def age_session(client: Client, minutes: int) -> None:

@@ -18,24 +18,9 @@ from decisions.services import MAX_NOTE_LENGTH, decision_answer, decision_cancel
 from portal.models import SignInLink
 from tests.conftest import ALICE, BOB
 from tests.helpers import django_process
-from tests.portal_helpers import ask, sign_in_token, tasks_run_here  # noqa: F401 (fixture)
+from tests.portal_helpers import ask, sign_in_token, signed_in, signed_in_alice_fixture, tasks_run_here  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("tasks_run_here")]
-
-
-def signed_in(client: Client, mailoutbox, address: str = ALICE) -> Client:
-    response = client.post("/inbox/sign-in", {"address": address})
-    assert response.status_code == 200
-    token = sign_in_token(mailoutbox, address)
-    response = client.post(f"/inbox/sign-in/{token}")
-    assert response.status_code == 302
-    return client
-
-
-@pytest.fixture
-def alice(client, mailoutbox, acme_key):
-    ask(acme_key, approvers=[ALICE], action="Warm-up")  # alice has been asked: she may sign in
-    return signed_in(client, mailoutbox)
 
 
 # --- signing in ---------------------------------------------------------------------------
@@ -149,7 +134,7 @@ def test_sign_in_requests_are_rate_limited_per_ip(client, settings):
 
 def test_sign_out_everywhere_ends_every_session(mailoutbox, acme_key):
     ask(acme_key, approvers=[ALICE], action="Refund")
-    phone, laptop = signed_in(Client(), mailoutbox), signed_in(Client(), mailoutbox)
+    phone, laptop = signed_in(Client(), mailoutbox, ALICE), signed_in(Client(), mailoutbox, ALICE)
     assert b"Signed in as" in phone.get("/inbox").content
 
     assert laptop.post("/inbox/sign-out-everywhere").status_code == 302
@@ -160,7 +145,7 @@ def test_sign_out_everywhere_ends_every_session(mailoutbox, acme_key):
 
 def test_sign_out_ends_this_session_only(mailoutbox, acme_key):
     ask(acme_key, approvers=[ALICE], action="Refund")
-    phone, laptop = signed_in(Client(), mailoutbox), signed_in(Client(), mailoutbox)
+    phone, laptop = signed_in(Client(), mailoutbox, ALICE), signed_in(Client(), mailoutbox, ALICE)
     laptop.post("/inbox/sign-out")
     assert b"Email address" in laptop.get("/inbox").content
     assert b"Signed in as" in phone.get("/inbox").content

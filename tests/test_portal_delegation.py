@@ -16,22 +16,15 @@ from decisions.models import ApprovalRequest, Status
 from portal import services
 from portal.models import Delegation, OrganizationPortalSettings
 from tests.conftest import ALICE, BOB, CAROL
-from tests.portal_helpers import ask, sign_in_token, tasks_run_here  # noqa: F401 (fixture)
+from tests.portal_helpers import ask, signed_in, tasks_run_here  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("tasks_run_here")]
-
-
-def signed_in(mailoutbox, address: str) -> Client:
-    client = Client()
-    client.post("/inbox/sign-in", {"address": address})
-    assert client.post(f"/inbox/sign-in/{sign_in_token(mailoutbox, address)}").status_code == 302
-    return client
 
 
 @pytest.fixture
 def alice(mailoutbox, acme_key):
     ask(acme_key, approvers=[ALICE], action="Warm-up")
-    return signed_in(mailoutbox, ALICE)
+    return signed_in(Client(), mailoutbox, ALICE)
 
 
 def tomorrow_local() -> str:
@@ -61,7 +54,7 @@ def test_while_alice_is_away_new_asks_go_to_bob_on_her_behalf(alice, mailoutbox,
     assert (set_event.actor, json.loads(set_event.payload)["delegate"]) == (ALICE, BOB)
 
     # bob sees it as his, on alice's behalf, and answers it.
-    bob = signed_in(mailoutbox, BOB)
+    bob = signed_in(Client(), mailoutbox, BOB)
     page = bob.get("/inbox").content.decode()
     assert "Refund $120" in page
     assert f"on behalf of {ALICE}" in page
@@ -95,7 +88,7 @@ def test_delegations_chain_and_a_cycle_is_refused(alice, mailoutbox, acme_key):
     # carol → alice would close the circle alice → bob → carol → alice.
     with pytest.raises(services.InvalidInput, match="already delegates to you"):
         services.delegation_set(address=CAROL, delegate=ALICE, until=until, set_by=CAROL)
-    bob = signed_in(mailoutbox, BOB)
+    bob = signed_in(Client(), mailoutbox, BOB)
     # bob → alice: alice already hands to bob.
     response = bob.post("/inbox/away", {"until": tomorrow_local(), "tz": "UTC", "delegate": ALICE})
     assert response.status_code == 400

@@ -14,17 +14,9 @@ from decisions.models import Status
 from portal.models import Approver, Passkey
 from portal.sessions import SIGNED_IN_AT
 from tests.conftest import ALICE, BOB
-from tests.portal_helpers import ask, sign_in_token, tasks_run_here  # noqa: F401 (fixture)
+from tests.portal_helpers import ask, signed_in_alice_fixture, tasks_run_here  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("tasks_run_here")]
-
-
-@pytest.fixture
-def alice(client, mailoutbox, acme_key):
-    ask(acme_key, approvers=[ALICE], action="Warm-up")
-    client.post("/inbox/sign-in", {"address": ALICE})
-    assert client.post(f"/inbox/sign-in/{sign_in_token(mailoutbox, ALICE)}").status_code == 302
-    return client
 
 
 def error_of(response) -> dict:
