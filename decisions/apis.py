@@ -17,7 +17,13 @@ from broker.errors import error_response
 from broker.pagination import StrictCursorPagination, page_schema
 from broker.schema import error_responses
 from decisions import selectors, services, waiting
-from decisions.serializers import DecisionCreateInput, DecisionListFilters, DecisionOutput
+from decisions.serializers import (
+    DecisionCreateInput,
+    DecisionListFilters,
+    DecisionOutput,
+    decision_representation,
+    decision_spec_from,
+)
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -64,19 +70,17 @@ class DecisionListCreateApi(APIView):
     )
     def post(self, request):
         idempotency_key = _idempotency_key(request)
-        serializer = DecisionCreateInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        spec = decision_spec_from(request.data)
         decision, created = services.decision_create(
             api_key=request.auth,
             idempotency_key=idempotency_key,
             fingerprint=services.request_fingerprint(request.data),
-            spec=serializer.to_spec(explicit=frozenset(request.data)),
+            spec=spec,
         )
         # The service's own objects: the insert returned the JSON as stored (StoredJSONField)
         # and a new decision carries its requests, so this reads exactly as a later GET.
         requests = getattr(decision, "asked_at_creation", None) if created else None
-        output = DecisionOutput(decision, context={"requests": requests})
-        return Response(output.data, status=201 if created else 200)
+        return Response(decision_representation(decision, requests=requests), status=201 if created else 200)
 
     @extend_schema(
         operation_id="decisions_list",

@@ -29,7 +29,7 @@ from broker.errors import DomainError, _first_message
 from broker.http import UntrustedJSONError, parse_untrusted_json
 from decisions import selectors, services, waiting
 from decisions.apis import check_idempotency_key
-from decisions.serializers import DecisionCreateInput, DecisionOutput
+from decisions.serializers import DecisionOutput, decision_spec_from
 from organizations.models import ApiKey
 
 # >>> shared tool surface: the same text in countersign/mcp.py (SDK) and decisions/mcp_tools.py (service)
@@ -350,13 +350,12 @@ def _create(api_key: ApiKey, body: dict[str, Any], idempotency_key: str | None) 
     try:
         body = parse_untrusted_json(json.dumps(body))  # what the API's JSON parser refuses, refused
         idempotency_key = check_idempotency_key(idempotency_key)
-        serializer = DecisionCreateInput(data=body)
-        serializer.is_valid(raise_exception=True)
+        spec = decision_spec_from(body)
         decision, _ = services.decision_create(
             api_key=api_key,
             idempotency_key=idempotency_key,
             fingerprint=services.request_fingerprint(body),
-            spec=serializer.to_spec(explicit=frozenset(body)),
+            spec=spec,
         )
         return _as_json(
             selectors.decision_get(organization_id=api_key.organization_id, decision_id=decision.pk)

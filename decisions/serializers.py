@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from broker.fields import JSONObjectField, StrictBooleanField, StrictCharField, StrictNumberField
+from broker.reused_serializers import ReusedSerializer
 from broker.schema import SchemaRules
 from decisions.addresses import (
     EMAIL_PATTERN,
@@ -328,9 +329,15 @@ class DecisionCreateInput(StrictSerializer):
         data["response_type"] = data.pop("response")
         return data
 
-    def to_spec(self, *, explicit: frozenset[str]) -> DecisionSpec:
-        """The validated request as decision_create takes it; `explicit`: the fields the agent sent."""
-        return DecisionSpec(explicit=explicit, **self.validated_data)
+
+_create_input = ReusedSerializer(DecisionCreateInput)
+
+
+def decision_spec_from(body) -> DecisionSpec:
+    """A POST /decisions body, validated (ValidationError as DecisionCreateInput raises it),
+    as decision_create takes it; its `explicit` fields are those the agent sent."""
+    validated = _create_input.validated_data(body)  # first: a body that is not an object is refused
+    return DecisionSpec(explicit=frozenset(body), **validated)
 
 
 class DecisionListFilters(StrictSerializer):
@@ -433,6 +440,12 @@ class DecisionOutput(serializers.ModelSerializer):
             "requests",
         ]
 
+    # The fields above are the decision object's schema (OpenAPI, and the reference the test
+    # compares with); the object itself is built by hand, which costs a fraction of DRF's
+    # per-instance field building. Each method names the field it documents.
+    def to_representation(self, decision: Decision) -> dict:
+        return decision_representation(decision, requests=self.context.get("requests"))
+
     @extend_schema_field(PolicyMatchOutput(allow_null=True))
     def get_policy(self, decision: Decision) -> dict | None:
         return decision.policy
@@ -450,31 +463,86 @@ class DecisionOutput(serializers.ModelSerializer):
 
     @extend_schema_field(ApprovalRequestOutput(many=True))
     def get_requests(self, decision: Decision) -> list[dict]:
-        # Those the view already holds (a create's), else the decision's; sorted in Python so
-        # a prefetched list is used as is.
-        requests = self.context.get("requests")
-        if requests is None:
-            requests = decision.requests.all()
-        ordered = sorted(requests, key=lambda r: (r.stage, r.level, r.pk))
-        return [
-            {
-                "address": r.address,
-                "channel": r.channel,
-                "group": r.group or None,
-                "on_behalf_of": r.on_behalf_of or None,
-                "stage": r.stage,
-                "level": r.level,
-                "state": r.state,
-                "asked_at": _iso(r.created_at),
-                "notified_at": _iso(r.notified_at),
-                "answered_at": _iso(r.answered_at),
-                "answered_via": r.answered_via or None,
-                "choice": r.choice or None,
-                "note": r.note or None,
-            }
-            for r in ordered
-        ]
+        return _requests_representation(decision, self.context.get("requests"))
+
+
+def decision_representation(decision: Decision, *, requests=None) -> dict:
+    """The decision object, exactly as DecisionOutput's fields describe it (the API, callbacks
+    and MCP all send this). `requests`: its approval requests when the caller holds them (a
+    create's), else they are read from the decision (or its prefetch)."""
+    outcome = decision.resolution
+    # str(): a decision just created holds its choices as enum members, which JSON renders
+    # alike but which are not the plain strings a read gives.
+    return {
+        "id": str(decision.id),
+        "status": str(decision.status),
+        "action": str(decision.action),
+        "context": str(decision.context),
+        "details": decision.details,
+        "options": decision.options,
+        "response": str(decision.response_type),
+        "allow_edit": decision.allow_edit,
+        "urgency": str(decision.urgency),
+        "stages": None
+        if decision.stages is None
+        else [
+            {"approvers": [str(a) for a in stage["approvers"]], "quorum": stage["quorum"]}
+            for stage in decision.stages
+        ],
+        "current_stage": decision.current_stage,
+        "escalation": None
+        if decision.escalation is None
+        else [
+            {"after_minutes": float(step["after_minutes"]), "approvers": [str(a) for a in step["approvers"]]}
+            for step in decision.escalation
+        ],
+        "escalation_repeat": decision.escalation_repeat,
+        "reminders": None if decision.reminders is None else [float(m) for m in decision.reminders],
+        "on_timeout": str(decision.on_timeout),
+        "verification": str(decision.verification),
+        "requested_by": str(decision.requested_by),
+        "distinct_stage_approvers": decision.distinct_stage_approvers,
+        "policy": decision.policy,
+        "created_at": _iso(decision.created_at),
+        "expires_at": _iso(decision.expires_at),
+        "resolved_at": _iso(decision.resolved_at),
+        "metadata": decision.metadata,
+        "callback_url": decision.callback_url or None,
+        "action_hash": str(decision.action_hash),
+        "outcome": decision.outcome,
+        "response_notes": outcome.note if outcome else None,
+        "requests": _requests_representation(decision, requests),
+    }
+
+
+def _requests_representation(decision: Decision, requests) -> list[dict]:
+    # Sorted in Python, so that a prefetched list (or a create's own) is used as is.
+    if requests is None:
+        requests = decision.requests.all()
+    ordered = sorted(requests, key=lambda r: (r.stage, r.level, r.pk))
+    return [
+        {
+            "address": r.address,
+            "channel": r.channel,
+            "group": r.group or None,
+            "on_behalf_of": r.on_behalf_of or None,
+            "stage": r.stage,
+            "level": r.level,
+            "state": r.state,
+            "asked_at": _iso(r.created_at),
+            "notified_at": _iso(r.notified_at),
+            "answered_at": _iso(r.answered_at),
+            "answered_via": r.answered_via or None,
+            "choice": r.choice or None,
+            "note": r.note or None,
+        }
+        for r in ordered
+    ]
+
+
+# Stateless once built: one for the process, as DRF would render each time.
+_DATETIME = serializers.DateTimeField()
 
 
 def _iso(moment) -> str | None:
-    return serializers.DateTimeField().to_representation(moment) if moment else None
+    return _DATETIME.to_representation(moment) if moment else None

@@ -1,7 +1,7 @@
 """What an agent asks for when it creates a decision, as one typed value.
 
 The API's serializer and the MCP tool build a DecisionSpec from the validated request
-(DecisionCreateInput.to_spec), tests from tests/factories.py; decision_create takes it. The
+(decision_spec_from), tests from tests/factories.py; decision_create takes it. The
 serializer has checked the values against the contract; the checks here are about types, so a
 caller passing the wrong thing fails at once, not deep in the service.
 """

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from decisions.models import Decision, Policy
 from decisions.outcomes import Outcome
-from decisions.serializers import DecisionCreateInput
+from decisions.serializers import decision_spec_from
 from decisions.services import DecisionSpec, decision_answer, decision_cancel, decision_expire
 from tests.conftest import ALICE, BOB
 from tests.factories import DecisionFactory
@@ -45,10 +45,7 @@ def test_a_spec_with_an_unknown_choice_is_refused():
 
 def test_the_serializer_builds_the_spec_the_agent_sent():
     body = {"action": "Refund order #1042", "approver": ALICE, "timeout_minutes": 30, "response": "choice"}
-    serializer = DecisionCreateInput(data=body)
-    serializer.is_valid(raise_exception=True)
-
-    spec = serializer.to_spec(explicit=frozenset(body))
+    spec = decision_spec_from(body)
 
     assert spec == DecisionSpec(
         action="Refund order #1042",
