@@ -29,10 +29,14 @@ def expand_addresses(
     `dm_email_approvers`: the organization's Slack setting when the caller has it at hand."""
     parsed = [parse_address(raw) for raw in addresses]
     group_names = [value for kind, value in parsed if kind == "group"]
-    groups = dict(
-        ApproverGroup.objects.filter(organization_id=organization_id, name__in=group_names).values_list(
-            "name", "members"
+    groups = (
+        dict(
+            ApproverGroup.objects.filter(organization_id=organization_id, name__in=group_names).values_list(
+                "name", "members"
+            )
         )
+        if group_names
+        else {}  # plain addresses, the usual case: not even a query to build
     )
     if missing := [name for name in group_names if name not in groups]:
         raise UnknownGroups(missing)
