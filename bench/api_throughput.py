@@ -1,12 +1,13 @@
-"""POST /decisions: how many per second, how fast, next to the database doing the same work.
+"""POST /decisions against issue 14's targets, all measured in one run on a real stack (the web
+server, PostgreSQL, Redis, no Celery worker, so the web tier has the cores; `hey` is the load):
 
-On a real stack (uvicorn, PostgreSQL, Redis; no Celery worker, so the web tier has the
-machine's cores to itself), `hey` drives:
-  - the most it serves: 16 connections, as fast as they go;
-  - a fixed 200 requests/second for 15 s: latency p50/p95/p99.
-Then pgbench runs, as one transaction each, the very SQL one create executes (captured from
-a real request, with the decision id and request id made unique per run),
-16 clients. The figure is the ratio: API creates/s over pgbench creates/s.
+  - 8 clients flat out: creates/s, latency; beside pgbench running the very SQL one create
+    executes (captured from a real request), 8 clients, in the same run: the ratio;
+  - one client: p50;
+  - a fixed 100 requests/s for 15 s: p99;
+  - 64 clients: any error, and the slowest answer (a stall shows there);
+  - a create that a policy rule approves at once, one client: p50;
+  - 2 web processes against 1, 8 clients flat out each: the ratio.
 
     python bench/api_throughput.py
 Needs PostgreSQL, Redis, pgbench and hey (Debian packages postgresql-client and hey).
@@ -29,7 +30,7 @@ PORT = int(os.environ.get("BENCH_PORT", "8767"))
 BODY = {"action": "Refund $120 to order #1042", "details": {"amount": 120}, "approver": "alice@example.com"}
 
 
-def hey(url: str, key: str, *args: str) -> dict:
+def hey(url: str, key: str, *args: str, body: dict = BODY) -> dict:
     done = subprocess.run(
         [
             "hey",
@@ -41,7 +42,7 @@ def hey(url: str, key: str, *args: str) -> dict:
             "-H",
             f"Authorization: Bearer {key}",
             "-d",
-            json.dumps(BODY),
+            json.dumps(body),
             url,
         ],
         capture_output=True,
@@ -53,7 +54,11 @@ def hey(url: str, key: str, *args: str) -> dict:
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "latency_ms": latency,
+        "slowest_ms": float(re.search(r"Slowest:\s+([\d.]+) secs", out).group(1)) * 1000,
         "statuses": dict(re.findall(r"\[(\d+)\]\s+(\d+) responses", out)),
+        "errors": re.search(r"Error distribution:(.*)", out, re.S).group(1).strip()
+        if "Error distribution" in out
+        else "",
     }
 
 
@@ -87,6 +92,24 @@ def pgbench_script(queries: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+AUTO_APPROVE = """
+from decisions.models import Policy
+from organizations.models import Organization
+Policy.objects.create(organization=Organization.objects.get(slug="bench-auto"), name="approve-all",
+                      action=Policy.Action.APPROVE)
+"""
+
+
+def row(name: str, run: dict) -> str:
+    lat = run["latency_ms"]
+    failures = {status: n for status, n in run["statuses"].items() if status not in ("200", "201")}
+    trouble = ", ".join(filter(None, [str(failures) if failures else "", run["errors"]])) or "none"
+    return (
+        f"| {name} | {run['rps']:.0f} | {lat[50]:.1f} | {lat[95]:.1f} | {lat[99]:.1f} "
+        f"| {run['slowest_ms']:.0f} | {trouble} |"
+    )
+
+
 def main() -> None:
     for tool in ("hey", "pgbench"):
         if not shutil.which(tool):
@@ -95,32 +118,42 @@ def main() -> None:
     os.environ.update(env)
     fresh_database(env, DATABASE)
     key = manage(env, "create_api_key", "--org", "bench").strip().splitlines()[-1]
+    auto_key = manage(env, "create_api_key", "--org", "bench-auto").strip().splitlines()[-1]
+    manage(env, "shell", "-c", AUTO_APPROVE)
     url = f"http://127.0.0.1:{PORT}/decisions"
 
-    with running_stack(env, port=PORT, web_workers=2, celery_concurrency=0) as _web:
+    runs = {}
+    with running_stack(env, port=PORT, web_workers=1, celery_concurrency=0):
         hey(url, key, "-n", "300", "-c", "4")  # warm up
-        most = hey(url, key, "-n", "3000", "-c", "16")
-        steady = hey(
-            url, key, "-z", "15s", "-c", "50", "-q", "4"
-        )  # 50 connections at 4/s each: 200 requests/s
+        runs["one"] = hey(url, key, "-n", "2000", "-c", "8")
+    with running_stack(env, port=PORT, web_workers=2, celery_concurrency=0):
+        hey(url, key, "-n", "300", "-c", "4")
+        hey(url, auto_key, "-n", "100", "-c", "1")
+        runs["8 clients, flat out"] = hey(url, key, "-n", "3000", "-c", "8")
+        runs["1 client"] = hey(url, key, "-n", "500", "-c", "1")
+        runs["fixed 100 requests/s, 15 s"] = hey(url, key, "-z", "15s", "-c", "10", "-q", "10")
+        runs["64 clients, flat out"] = hey(url, key, "-n", "3000", "-c", "64")
+        runs["1 client, a policy rule approves"] = hey(url, auto_key, "-n", "500", "-c", "1")
     queries = capture_create_sql(key)
-    database = pgbench(env, [pgbench_script(queries)], database=DATABASE, clients=16, seconds=15)
+    database = pgbench(env, [pgbench_script(queries)], database=DATABASE, clients=8, seconds=15)
 
+    one_process = runs.pop("one")
     print()
-    print(f"POST /decisions, one approver ({len(queries)} SQL statements each), uvicorn with 2 workers:")
+    print(f"POST /decisions, one approver ({len(queries)} SQL statements each), 2 web processes:")
     print()
-    print("| load | creates/s | p50 ms | p95 ms | p99 ms | statuses |")
-    print("|---|---|---|---|---|---|")
-    for name, run in (("16 connections, flat out", most), ("fixed 200 requests/s, 15 s", steady)):
-        lat = run["latency_ms"]
-        percentiles = " | ".join(f"{lat[p]:.1f}" for p in (50, 95, 99))
-        print(f"| {name} | {run['rps']:.0f} | {percentiles} | {run['statuses']} |")
+    print("| load | creates/s | p50 ms | p95 ms | p99 ms | slowest ms | errors |")
+    print("|---|---|---|---|---|---|---|")
+    for name, run in runs.items():
+        print(row(name, run))
     print(
-        f"| pgbench, the same SQL, 16 clients | {database['tps']:.0f} | avg {database['latency_ms']:.1f} "
-        f"| | | {database['failed']} failed |"
+        f"| pgbench, the same SQL, 8 clients | {database['tps']:.0f} | avg {database['latency_ms']:.1f} "
+        f"| | | | {database['failed']} failed |"
     )
+    print(row("8 clients, flat out, 1 web process", one_process))
     print()
-    print(f"Ratio API / database: {most['rps'] / database['tps']:.0%}")
+    most = runs["8 clients, flat out"]
+    print(f"Ratio API / database at 8 clients: {most['rps'] / database['tps']:.0%}")
+    print(f"2 web processes / 1: {most['rps'] / one_process['rps']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -170,6 +170,7 @@ def running_stack(
                 raise RuntimeError("web did not start")
             time.sleep(0.2)
         time.sleep(2)  # let the Celery worker connect
+        procs["web"].worker = procs.get("worker")  # for the scripts that measure the worker too
         yield procs["web"]
     finally:
         for proc in procs.values():

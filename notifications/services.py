@@ -113,7 +113,13 @@ def delivery_claim(*, delivery_id: int) -> Delivery | None:
     ).update(lease_until=now + settings.OUTBOX_LEASE, attempts=F("attempts") + 1)
     if not won:
         return None
-    return Delivery.objects.select_related("decision", "request", "organization").get(pk=delivery_id)
+    delivery = Delivery.objects.select_related("decision", "request", "organization").get(pk=delivery_id)
+    # One decision and one organization for the whole attempt: a channel reads them through
+    # the request (request.decision.organization), which would otherwise query each again.
+    delivery.decision.organization = delivery.organization
+    if delivery.request is not None:
+        delivery.request.decision = delivery.decision
+    return delivery
 
 
 def _audit_payload(delivery: Delivery, **extra) -> dict:
