@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
 
-.PHONY: install dev test lint typecheck format screenshots-admin bench bench-callbacks bench-clock bench-export bench-api bench-audit bench-web-cpu
+.PHONY: install dev test lint typecheck format screenshots-admin bench bench-callbacks bench-clock bench-export bench-api bench-audit bench-web-cpu bench-email profile-create profile-email
 
 $(INSTALLED): pyproject.toml sdk/python/pyproject.toml
 	python3 -m venv $(VENV)
@@ -52,6 +52,7 @@ bench: install
 	$(PY) bench/clock.py
 	$(PY) bench/audit_export.py
 	$(PY) bench/api_throughput.py
+	$(PY) bench/email_throughput.py
 	$(PY) bench/audit_contention.py
 	$(PY) bench/audit_sealing.py
 	$(PY) bench/web_cpu.py
@@ -59,8 +60,22 @@ bench: install
 bench-callbacks: install
 	$(PY) bench/callbacks_longpoll.py
 
+# POST /decisions against issue 14's targets: 8 clients beside pgbench, one client, a fixed
+# 100/s, 64 clients, a policy's auto-approval, 2 web processes against 1.
 bench-api: install
 	$(PY) bench/api_throughput.py
+
+# One email per create at a fixed 100 creates/s: does the outbox keep up, worker CPU per email.
+bench-email: install
+	$(PY) bench/email_throughput.py
+
+# Where the CPU goes, in one process with cProfile: a create (add ARGS=--policy for one a
+# policy approves), an email send.
+profile-create: install
+	$(PY) bench/profile_create.py $(ARGS)
+
+profile-email: install
+	$(PY) bench/profile_email.py
 
 # Web CPU per create, uvicorn against gunicorn where it is installed (issue 14): CPU time, not
 # wall time, so it holds on a busy machine.
