@@ -45,10 +45,12 @@ def approval_link_viewed(*, request: ApprovalRequest, choice: str, ip: str, user
     window_key, unrecorded_key = f"link-viewed:window:{client}", f"link-viewed:unrecorded:{client}"
     earlier = 0
     try:
+        # Read before the window opens: a view racing this one counts itself once the window
+        # is open, and belongs to the next event, not this one.
+        earlier = _views_not_yet_recorded(unrecorded_key)
         if not cache.add(window_key, 1, timeout=LINK_VIEW_WINDOW_SECONDS):
             _count_unrecorded_view(unrecorded_key)
             return
-        earlier = _views_not_yet_recorded(unrecorded_key)
     except (redis.RedisError, OSError):
         logger.warning("link views not bounded: the cache is unreachable", exc_info=True)
     with transaction.atomic():
