@@ -14,7 +14,8 @@ COPY manage.py .
 # Editable, so the code runs from /app (settings find templates/ and var/ beside it).
 RUN pip install -e . && SECRET_KEY=build python manage.py collectstatic --noinput -v 0
 EXPOSE 8000
-# ASGI, so a long-poll (GET /decisions/{id}?wait=N) holds no thread while it waits.
-# uvicorn takes its worker count from WEB_CONCURRENCY.
+# One server for everything (broker/asgi.py): the long-poll (GET /decisions/{id}?wait=N) on the
+# event loop, holding no thread while it waits; the API and pages through Django's WSGI handler
+# in a thread pool; static files. uvicorn takes its worker count from WEB_CONCURRENCY.
 ENV WEB_CONCURRENCY=2
 CMD ["uvicorn", "broker.asgi:application", "--host", "0.0.0.0", "--port", "8000"]

@@ -77,8 +77,9 @@ profile-create: install
 profile-email: install
 	$(PY) bench/profile_email.py
 
-# Web CPU per create, uvicorn against gunicorn where it is installed (issue 14): CPU time, not
-# wall time, so it holds on a busy machine.
+# Web CPU per create (issue 14): broker/asgi.py under uvicorn, against everything through
+# Django's ASGI handler and gunicorn where it is installed. CPU time, not wall time, so it holds
+# on a busy machine.
 bench-web-cpu: install
 	$(PY) bench/web_cpu.py
 

@@ -88,18 +88,25 @@ def tree_cpu_seconds(pid: int) -> float:
     return total / tick
 
 
-# How the web tier can be served: ASGI under uvicorn (what the long-poll and /mcp need) or
-# WSGI under gunicorn's process pool, when gunicorn is installed (`pip install gunicorn`).
-SERVERS = ("uvicorn", "gunicorn") if importlib.util.find_spec("gunicorn") else ("uvicorn",)
+# How the web tier can be served: broker/asgi.py under uvicorn, as it runs (the JSON API through
+# Django's WSGI handler, the long-poll and /mcp on the event loop); for comparison, everything
+# through Django's ASGI handler under uvicorn (bench/django_asgi_only.py, the path before issue
+# 14); and WSGI under gunicorn's process pool, when gunicorn is installed (`pip install gunicorn`).
+SERVERS = ("uvicorn", "uvicorn-asgi-only") + (("gunicorn",) if importlib.util.find_spec("gunicorn") else ())
+
+_UVICORN_APPS = {
+    "uvicorn": "broker.asgi:application",
+    "uvicorn-asgi-only": "bench.django_asgi_only:application",
+}
 
 
 def web_command(server: str, *, port: int, workers: int) -> list[str]:
-    if server == "uvicorn":
+    if server in _UVICORN_APPS:
         return [
             PYTHON,
             "-m",
             "uvicorn",
-            "broker.asgi:application",
+            _UVICORN_APPS[server],
             "--host",
             "127.0.0.1",
             "--port",

@@ -1,10 +1,12 @@
 """Web CPU per POST /decisions, by server: what a create costs the web tier in CPU time.
 
 CPU seconds, unlike wall time, barely move when other programs share the machine, so this
-figure holds on a busy 2-core box where throughput does not. For each server (uvicorn serving
-ASGI, gunicorn serving WSGI), one web process is started, warmed, then `hey` sends a fixed number
-of creates at a fixed concurrency; the web processes' user + system CPU (from /proc) over the
-run, divided by the creates answered 201, is the figure. Servers alternate, several rounds.
+figure holds on a busy 2-core box where throughput does not. For each server (bench/stack.py
+SERVERS: broker/asgi.py under uvicorn; everything through Django's ASGI handler under uvicorn;
+gunicorn serving WSGI, if installed), one web process is started, warmed, then `hey` sends a
+fixed number of creates at a fixed concurrency; the web processes' user + system CPU (from
+/proc) over the run, divided by the creates answered 201, is the figure. Servers alternate,
+several rounds.
 
     python bench/web_cpu.py [rounds]
 Needs PostgreSQL, Redis and hey.

@@ -100,9 +100,7 @@ MIDDLEWARE = [
     "broker.http.BodySizeLimitMiddleware",
     "broker.http.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    # Async-native: under uvicorn a sync-only middleware would pin a thread per request,
-    # and a long-poll holds its request for up to 60 s.
-    "servestatic.middleware.ServeStaticMiddleware",
+    # Static files are served before Django is reached (broker/static_files.py).
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -147,8 +145,9 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 else:
-    # Under ASGI each request runs its sync code in its own thread: a pool shares a few
-    # connections among them (persistent per-thread connections would pile up instead).
+    # Requests run their sync code in many threads (the server's pool, the long-poll's reads,
+    # a new thread per request under Django's ASGI handler): a pool shares a few connections
+    # among them (persistent per-thread connections would pile up instead).
     DATABASES["default"]["OPTIONS"] = {
         "pool": {
             "min_size": 1,

@@ -2,7 +2,7 @@
 
 import math
 
-from asgiref.sync import SyncToAsync, sync_to_async
+from asgiref.sync import SyncToAsync, async_to_sync, sync_to_async
 from django.db import connections
 from django.db.models import DateTimeField
 from django.http import HttpResponse
@@ -136,7 +136,8 @@ class DecisionCancelApi(APIView):
         return Response(DecisionOutput(decision).data)
 
 
-_detail_once = sync_to_async(DecisionDetailApi.as_view())
+_detail_view = DecisionDetailApi.as_view()
+_detail_once = sync_to_async(_detail_view)
 
 
 def _parse_wait(raw: str) -> float:
@@ -185,10 +186,11 @@ def _release_request_thread() -> None:
 
 
 @csrf_exempt
-async def decision_detail(request, decision_id: str):
-    """GET /decisions/{id}, and with ?wait=N the long-poll: held until the decision leaves
-    pending or N seconds pass. The first read is the ordinary DRF view (auth, scope, rate
-    limit, 404); the wait holds no thread and no database connection."""
+async def decision_long_poll(request, decision_id: str):
+    """GET /decisions/{id}?wait=N, the long-poll: held until the decision leaves pending or N
+    seconds pass. The first read is the ordinary DRF view (auth, scope, rate limit, 404); the
+    wait holds no thread and no database connection. The server routes ?wait requests here
+    (broker/asgi.py, broker/urls_long_poll.py); without ?wait it is the plain read."""
     raw_wait = request.GET.get("wait")
     if request.method != "GET" or raw_wait is None:
         return await _detail_once(request, decision_id=decision_id)
@@ -210,6 +212,17 @@ async def decision_detail(request, decision_id: str):
         await wait(seconds)
     # DRF has authenticated the key and put it on the request: read the decision once more.
     return await _final_read(request.user, decision_id)
+
+
+@csrf_exempt
+def decision_detail(request, decision_id: str):
+    """GET /decisions/{id} under Django's sync handler, as the server serves the API (WSGI
+    behind broker/asgi.py), and the test client. The server sends ?wait to decision_long_poll
+    on its event loop; one that arrives here all the same (a WSGI server alone, the test
+    client) is answered just as well, holding this thread while it waits."""
+    if request.method == "GET" and "wait" in request.GET:
+        return async_to_sync(decision_long_poll)(request, decision_id=decision_id)
+    return _detail_view(request, decision_id=decision_id)
 
 
 # The OpenAPI generator documents DRF views by these attributes (set by as_view()): describe
