@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import redis
 from django.core.cache import DEFAULT_CACHE_ALIAS, caches
+from django.core.cache.backends.redis import RedisCache
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -15,6 +16,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.throttling import SimpleRateThrottle
 
 from organizations.models import ApiKey, Scope
+from organizations.rate_limits import SlidingWindowCounter
 from organizations.selectors import api_key_find_active
 from organizations.services import api_key_touch
 
@@ -80,6 +82,7 @@ class HasAuditScope(_ScopedKey):
 
 
 _counter = None
+_window_counter = None
 _counter_lock = threading.Lock()
 
 
@@ -95,18 +98,34 @@ def rate_limit_cache():
     return _counter
 
 
+def rate_limit_window_counter() -> SlidingWindowCounter | None:
+    """The per-key windows in the cache's Redis, through the same connection pool; None when
+    the cache is not Redis (locmem in development), where DRF's throttle counts instead."""
+    global _window_counter
+    cache = rate_limit_cache()
+    if not isinstance(cache, RedisCache):
+        return None
+    if _window_counter is None:
+        with _counter_lock:
+            if _window_counter is None:
+                _window_counter = SlidingWindowCounter(cache._cache.get_client(write=True))
+    return _window_counter
+
+
 @receiver(setting_changed)
 def _forget_rate_limit_cache(*, setting, **kwargs) -> None:
     # As Django does for its own caches when a test overrides CACHES.
-    global _counter
+    global _counter, _window_counter
     if setting == "CACHES":
-        _counter = None
+        _counter = _window_counter = None
 
 
 class ApiKeyRateThrottle(SimpleRateThrottle):
-    """API_RATE_LIMIT per key, counted in the shared cache (Redis in production)."""
+    """API_RATE_LIMIT per key, counted in the shared cache (Redis in production): one Redis
+    round trip a request (organizations.rate_limits); DRF's own counting on other caches."""
 
     scope = "api_key"
+    _redis_wait: float | None = None
 
     @property
     def cache(self):  # type: ignore[override]  # DRF's class attribute, chosen per request here
@@ -114,12 +133,27 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
 
     def allow_request(self, request, view) -> bool:
         try:
-            return super().allow_request(request, view)
+            return self._allow_request(request, view)
         except (redis.RedisError, OSError):
             # The cache (Redis) is down. Refusing every agent would turn a cache outage into
             # an API outage; the limit is a guard against floods, so it fails open.
             logger.warning("rate limit not applied: the cache is unreachable", exc_info=True)
             return True
+
+    def _allow_request(self, request, view) -> bool:
+        counter = rate_limit_window_counter()
+        if counter is None:
+            return super().allow_request(request, view)
+        if self.rate is None or not isinstance(request.auth, ApiKey):
+            return True
+        window = self.cache.make_key(f"rate_limit:{self.scope}:{request.auth.pk}")
+        self._redis_wait = counter.hit(window, limit=self.num_requests, duration=self.duration)
+        return self._redis_wait is None
+
+    def wait(self) -> float | None:
+        if self._redis_wait is not None:
+            return self._redis_wait
+        return super().wait()
 
     def get_cache_key(self, request, view) -> str | None:
         if not isinstance(request.auth, ApiKey):
