@@ -401,8 +401,8 @@ def _create_decided_by_rule(
         decision, status=status, by=f"policy:{rule.name}", via=Via.POLICY, at=now, choice=choice
     ).to_json()
     decision.save(force_insert=True)
-    announce(decision, also=_created_entries(decision, api_key, rule))
-    _hold_requests(decision, [])  # nobody was asked
+    announce(decision, also=_created_entries(decision, api_key, rule), asked=[])  # nobody was asked
+    _hold_requests(decision, [])
     return decision
 
 

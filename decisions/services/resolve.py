@@ -67,10 +67,11 @@ def transition(decision: Decision, *, outcome: Outcome, **conditions) -> bool:
     return True
 
 
-def announce(decision: Decision, *, also: list[AuditEntry] = ()) -> None:
+def announce(decision: Decision, *, also: list[AuditEntry] = (), asked: list | None = None) -> None:
     """After a transition: the audit records (`also`, then decision.resolved), then what goes
     out — callback, Slack message updates, the long-poll wake-up — all through the outbox or
-    on commit."""
+    on commit. `asked`: the decision's requests when the caller knows them (none, for a
+    decision a rule settles as it is created); else they are read."""
     outcome = decision.resolution
     resolved = AuditEntry(
         event="decision.resolved",
@@ -90,7 +91,11 @@ def announce(decision: Decision, *, also: list[AuditEntry] = ()) -> None:
     if decision.callback_url:
         deliveries_enqueue(decision=decision, kind=Delivery.Kind.CALLBACK, purpose=Delivery.Purpose.OUTCOME)
     # Every message that can be edited (Slack's) shows the outcome, without buttons, whoever settled it.
-    editable = list(decision.requests.filter(channel__in=channel_registry.outcome_editing_names()))
+    editing = channel_registry.outcome_editing_names()
+    if asked is None:
+        editable = list(decision.requests.filter(channel__in=editing))
+    else:
+        editable = [request for request in asked if request.channel in editing]
     deliveries_enqueue_per_channel(decision, editable, purpose=Delivery.Purpose.UPDATE)
     # Wake long-polling agents once it is committed (robust: Redis down costs latency only).
     decision_id = decision.id  # (a lambda: see notifications.services._publish_on_commit)
