@@ -10,6 +10,9 @@ from broker.asgi import is_long_poll
 from broker.static_files import StaticFilesASGI, StaticFilesWSGI
 from tests.helpers import serving
 
+# serving() polls with wait_for, which tidies this thread's database connection as it waits.
+SERVED = pytest.mark.django_db
+
 DECISION = "/decisions/dec_01jq0000000000000000000000"
 
 
@@ -46,6 +49,7 @@ async def teapot(scope, receive, send):
     await send({"type": "http.response.body", "body": b"django"})
 
 
+@SERVED
 def test_a_collected_file_is_served_before_django_and_the_rest_reaches_it(tmp_path):
     # given: a file in STATIC_ROOT, as collectstatic leaves it in production
     (tmp_path / "site.css").write_text("body { color: teal }")
@@ -64,6 +68,7 @@ def test_a_collected_file_is_served_before_django_and_the_rest_reaches_it(tmp_pa
     assert missing.status_code == 418
 
 
+@SERVED
 def test_with_debug_an_apps_file_is_served_without_collectstatic(tmp_path):
     with override_settings(DEBUG=True, STATIC_ROOT=str(tmp_path)):
         app = StaticFilesASGI(teapot)
