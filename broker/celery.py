@@ -6,7 +6,7 @@ from celery.signals import beat_init, worker_init
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "broker.settings")
 
 app = Celery("countersign")
-app.config_from_object("django.conf:settings", namespace="CELERY")
+app.config_from_object("broker.celery_config:CELERY", namespace="CELERY")
 app.autodiscover_tasks()
 
 

@@ -273,6 +273,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 5, "socket_connect_timeout": 2}
+    # kombu's Redis transport, minus a new Redis client per publish (see the module).
+    CELERY_BROKER_TRANSPORT = "broker.redis_transport:Transport"
 CELERY_TASK_IGNORE_RESULT = True
 # A task is acknowledged only once it has run, and a killed worker's task goes back to the
 # queue: tasks are idempotent (they claim their row by compare-and-set), so a rerun is safe.

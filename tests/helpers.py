@@ -124,3 +124,13 @@ def django_process(code: str, **environment: str):
         timeout=60,
         check=False,
     )
+
+
+def keep_published_deliveries(monkeypatch) -> list[int]:
+    """Keep the delivery ids this process hands to the broker, in order, instead of sending
+    them: a transaction's deliveries go out as one task message, deliver(*ids)."""
+    from notifications.tasks import deliver
+
+    ids: list[int] = []
+    monkeypatch.setattr(deliver, "delay", lambda *delivery_ids: ids.extend(delivery_ids))
+    return ids

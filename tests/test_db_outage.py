@@ -22,9 +22,9 @@ from audit.models import AuditEvent
 from decisions.links import link_token
 from decisions.models import ApprovalRequest, Decision, Status
 from decisions.services import DecisionSpec, decision_create
-from notifications import tasks
 from notifications.models import Delivery
 from tests.conftest import ALICE, BOB, client_for
+from tests.helpers import keep_published_deliveries
 
 pytestmark = pytest.mark.postgres
 
@@ -78,9 +78,7 @@ def connection_dies_before(statement: str):
 @pytest.fixture
 def published(monkeypatch) -> list[int]:
     """Delivery tasks the API hands to the broker; kept here, not sent to a shared broker."""
-    ids: list[int] = []
-    monkeypatch.setattr(tasks.deliver, "delay", ids.append)
-    return ids
+    return keep_published_deliveries(monkeypatch)
 
 
 @pytest.fixture

@@ -27,9 +27,8 @@ from audit.models import AuditEvent
 from decisions.links import link_token
 from decisions.models import ApprovalRequest, Decision, Status
 from decisions.services import DecisionSpec, decision_create
-from notifications import tasks
 from tests.conftest import ALICE
-from tests.helpers import wait_for
+from tests.helpers import keep_published_deliveries, wait_for
 from tests.smtp_sink import free_port
 from tests.tcp_proxy import TcpProxy
 
@@ -155,9 +154,7 @@ def web(transactional_db, proxy, settings, tmp_path):
 @pytest.fixture
 def published(monkeypatch) -> list[int]:
     """Delivery tasks this process hands to the broker; kept here, not sent to a shared broker."""
-    ids: list[int] = []
-    monkeypatch.setattr(tasks.deliver, "delay", ids.append)
-    return ids
+    return keep_published_deliveries(monkeypatch)
 
 
 @pytest.fixture

@@ -46,11 +46,10 @@ from decisions.services import (
     decision_expire,
 )
 from decisions.services import resolve as decision_services
-from notifications import tasks
 from organizations.services import api_key_create, organization_get_or_create
 from tests.conftest import ALICE, BOB, CAROL
 from tests.factories import DecisionFactory
-from tests.helpers import seal
+from tests.helpers import keep_published_deliveries, seal
 from tests.smtp_sink import free_port
 
 MAX_EXAMPLES = 30
@@ -98,8 +97,7 @@ def quiet_outbox(monkeypatch, settings):
     """Deliveries stay in the outbox: their tasks are not published to the test run's broker,
     which other runs on this machine may share; nor are long-poll announcements. Long-polls
     wait on the database re-check alone (the Redis subscription has a test of its own)."""
-    published: list[int] = []
-    monkeypatch.setattr(tasks.deliver, "delay", published.append)
+    published = keep_published_deliveries(monkeypatch)
     monkeypatch.setattr(decision_services, "publish_resolution", lambda decision_id: None)
     settings.LONGPOLL_REDIS_URL = ""
     return published

@@ -23,9 +23,8 @@ from broker.asgi import application
 from decisions.links import link_token
 from decisions.models import ApprovalRequest, Decision, Status
 from decisions.services import DecisionSpec, decision_create
-from notifications import tasks
 from tests.conftest import ALICE
-from tests.helpers import serving
+from tests.helpers import keep_published_deliveries, serving
 
 LIMIT = 1024 * 1024
 REFUND = {
@@ -39,9 +38,7 @@ REFUND = {
 @pytest.fixture
 def published(monkeypatch) -> list[int]:
     """Delivery tasks the server hands to the broker; kept here, not sent to a shared broker."""
-    ids: list[int] = []
-    monkeypatch.setattr(tasks.deliver, "delay", ids.append)
-    return ids
+    return keep_published_deliveries(monkeypatch)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from notifications.services import (
 )
 from tests.conftest import ALICE, BOB
 from tests.factories import DecisionFactory
-from tests.helpers import wait_for
+from tests.helpers import keep_published_deliveries, wait_for
 
 ACTION = "Refund order #1234 for $80"
 
@@ -77,9 +77,7 @@ def audit_events(decision: Decision, event: str) -> list[dict]:
 @pytest.fixture
 def published(monkeypatch) -> list[int]:
     """The delivery ids handed to the broker, in order; nothing actually reaches a broker."""
-    ids: list[int] = []
-    monkeypatch.setattr(tasks.deliver, "delay", ids.append)
-    return ids
+    return keep_published_deliveries(monkeypatch)
 
 
 @pytest.fixture
@@ -539,6 +537,22 @@ def test_the_worker_emails_alice_when_the_agent_creates_a_decision(api, celery_w
     # The agent sees it too: the decision object says when alice was notified.
     [request] = api.get(f"/decisions/{decision_id}").json()["requests"]
     assert request["notified_at"] is not None
+
+
+@pytest.mark.redis
+def test_a_transactions_deliveries_go_out_as_one_message_and_the_worker_sends_each(
+    acme_key, celery_worker, mailoutbox, tasks_run
+):
+    # when: one commit writes an email for alice and one for bob
+    decision = Refund(api_key=acme_key[0], approvers=[ALICE, BOB])
+    first, second = sorted(Delivery.objects.filter(decision=decision).values_list("pk", flat=True))
+    wait_for(lambda: Delivery.objects.filter(decision=decision, status=Delivery.Status.SENT).count() == 2)
+
+    # then: it published one message for both; the worker sent the first and put the second
+    # back on the queue as a message of its own, which it then sent
+    assert tasks_run == [("notifications.deliver", (first, second)), ("notifications.deliver", (second,))]
+    assert sorted(email.to[0] for email in mailoutbox) == [ALICE, BOB]
+    assert AuditEvent.objects.filter(decision=decision, event="notification.sent").count() == 2
 
 
 @pytest.mark.redis
