@@ -4,7 +4,9 @@ server, PostgreSQL, Redis, no Celery worker, so the web tier has the cores; `hey
   - 8 clients flat out: creates/s, latency; beside pgbench running the very SQL one create
     executes (captured from a real request), 8 clients, in the same run: the ratio;
   - one client: p50;
-  - a fixed 100 requests/s for 15 s: p99;
+  - a fixed 100 requests/s for 15 s, open loop (each request sent at its time, whether or not
+    earlier ones were answered; latency counted from that time): p99. hey's -q paces each
+    connection by itself, so its connections fire together in bursts, which is not a fixed rate;
   - 64 clients: any error, and the slowest answer (a stall shows there);
   - a create that a policy rule approves at once, one client: p50;
   - 2 web processes against 1, 8 clients flat out each: the ratio.
@@ -13,16 +15,20 @@ server, PostgreSQL, Redis, no Celery worker, so the web tier has the cores; `hey
 Needs PostgreSQL, Redis, pgbench and hey (Debian packages postgresql-client and hey).
 """
 
+import asyncio
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.stack import bench_env, fresh_database, manage, pgbench, running_stack
+from bench.stack import bench_env, fresh_database, manage, percentile, pgbench, running_stack
 
 # Overridable so that two people benchmarking on one machine do not share a database or port.
 DATABASE = os.environ.get("BENCH_DATABASE", "countersign_bench_api")
@@ -60,6 +66,43 @@ def hey(url: str, key: str, *args: str, body: dict = BODY) -> dict:
         if "Error distribution" in out
         else "",
     }
+
+
+async def _open_loop(url: str, key: str, rate: float, seconds: float) -> dict:
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    statuses: Counter = Counter()
+    errors: Counter = Counter()
+    body = json.dumps(BODY)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(headers=headers, limits=limits, timeout=30) as client:
+        start = loop.time() + 0.2
+
+        async def one(at: float) -> None:
+            await asyncio.sleep(at - loop.time())
+            try:
+                response = await client.post(url, content=body)
+            except httpx.HTTPError as exc:
+                errors[type(exc).__name__] += 1
+                return
+            latencies.append((loop.time() - at) * 1000)
+            statuses[str(response.status_code)] += 1
+
+        await asyncio.gather(*(one(start + i / rate) for i in range(int(rate * seconds))))
+        elapsed = loop.time() - start
+    return {
+        "rps": len(latencies) / elapsed,
+        "latency_ms": {p: percentile(latencies, p) for p in (50, 95, 99)},
+        "slowest_ms": max(latencies),
+        "statuses": dict(statuses),
+        "errors": ", ".join(f"{name}: {n}" for name, n in errors.items()),
+    }
+
+
+def fixed_rate(url: str, key: str, *, rate: float, seconds: float) -> dict:
+    """`rate` POST /decisions a second for `seconds`, each sent at its time (open loop)."""
+    return asyncio.run(_open_loop(url, key, rate, seconds))
 
 
 def capture_create_sql(key: str) -> list[str]:
@@ -131,7 +174,7 @@ def main() -> None:
         hey(url, auto_key, "-n", "100", "-c", "1")
         runs["8 clients, flat out"] = hey(url, key, "-n", "3000", "-c", "8")
         runs["1 client"] = hey(url, key, "-n", "500", "-c", "1")
-        runs["fixed 100 requests/s, 15 s"] = hey(url, key, "-z", "15s", "-c", "10", "-q", "10")
+        runs["fixed 100 requests/s, 15 s, open loop"] = fixed_rate(url, key, rate=100, seconds=15)
         runs["64 clients, flat out"] = hey(url, key, "-n", "3000", "-c", "64")
         runs["1 client, a policy rule approves"] = hey(url, auto_key, "-n", "500", "-c", "1")
     queries = capture_create_sql(key)

@@ -1,7 +1,8 @@
 """Do the emails keep up? One email per POST /decisions, creates at a fixed 100/s for 10 s, on a
-real stack (2 web processes, one Celery worker with 2 processes, PostgreSQL, Redis; emails go
-through Django's mail layer to locmem). Prints when the outbox was empty again after the load
-stopped, and the worker's CPU per email sent (user + system, from /proc).
+real stack (2 web processes, one Celery worker, PostgreSQL, Redis; emails go through Django's
+mail layer to locmem). Prints when the outbox was empty again after the load stopped, and the
+worker's CPU per email sent (user + system, from /proc). Once with the worker's prefork pool of
+2 processes, once with a pool of 8 threads in one process (`--pool threads`).
 
     python bench/email_throughput.py [rate] [seconds]
 Needs PostgreSQL, Redis and hey.
@@ -15,7 +16,7 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.api_throughput import hey
+from bench.api_throughput import fixed_rate, hey
 from bench.stack import bench_env, fresh_database, manage, running_stack, tree_cpu_seconds
 
 DATABASE = os.environ.get("BENCH_DATABASE", "countersign_bench_email")
@@ -46,24 +47,31 @@ def main() -> None:
     fresh_database(env, DATABASE)
     key = manage(env, "create_api_key", "--org", "bench").strip().splitlines()[-1]
     url = f"http://127.0.0.1:{PORT}/decisions"
-    with (
-        psycopg.connect(f"host=127.0.0.1 user=postgres dbname={DATABASE}", autocommit=True) as db,
-        running_stack(env, port=PORT, web_workers=2, celery_concurrency=2) as web,
-    ):
-        hey(url, key, "-n", "200", "-c", "4")  # warm: imports, connections, templates
-        wait_until_drained(db)
-        sent_before, cpu_before = count(db, SENT_EMAILS), tree_cpu_seconds(web.worker.pid)
-        clients = 10
-        run = hey(url, key, "-z", f"{seconds}s", "-c", str(clients), "-q", str(rate // clients))
-        drained_after = wait_until_drained(db)
-        emails = count(db, SENT_EMAILS) - sent_before
-        worker_cpu = tree_cpu_seconds(web.worker.pid) - cpu_before
+    rows = []
+    for pool, concurrency in (("prefork", 2), ("threads", 8)):
+        with (
+            psycopg.connect(f"host=127.0.0.1 user=postgres dbname={DATABASE}", autocommit=True) as db,
+            running_stack(
+                env, port=PORT, web_workers=2, celery_concurrency=concurrency, celery_pool=pool
+            ) as web,
+        ):
+            hey(url, key, "-n", "200", "-c", "4")  # warm: imports, connections, templates
+            wait_until_drained(db)
+            sent_before, cpu_before = count(db, SENT_EMAILS), tree_cpu_seconds(web.worker.pid)
+            run = fixed_rate(url, key, rate=rate, seconds=seconds)
+            drained_after = wait_until_drained(db)
+            emails = count(db, SENT_EMAILS) - sent_before
+            worker_cpu = tree_cpu_seconds(web.worker.pid) - cpu_before
+        rows.append(
+            f"| {pool}, {concurrency} | {run['rps']:.0f} | {emails} | {drained_after:.2f} s "
+            f"| {worker_cpu / emails * 1000:.1f} ms |"
+        )
     print()
-    print(f"One email per create, {rate} creates/s asked for {seconds} s:")
+    print(f"One email per create, {rate} creates/s asked for {seconds} s (open loop):")
     print()
-    print("| creates/s served | emails sent | outbox empty after the load stopped | worker CPU per email |")
-    print("|---|---|---|---|")
-    print(f"| {run['rps']:.0f} | {emails} | {drained_after:.2f} s | {worker_cpu / emails * 1000:.1f} ms |")
+    print("| worker pool | creates/s | emails sent | outbox empty after the load | worker CPU per email |")
+    print("|---|---|---|---|---|")
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":

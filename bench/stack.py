@@ -133,7 +133,13 @@ def web_command(server: str, *, port: int, workers: int) -> list[str]:
 
 @contextmanager
 def running_stack(
-    env: dict, *, port: int, web_workers: int = 2, celery_concurrency: int = 2, server: str = "uvicorn"
+    env: dict,
+    *,
+    port: int,
+    web_workers: int = 2,
+    celery_concurrency: int = 2,
+    server: str = "uvicorn",
+    celery_pool: str = "prefork",
 ):
     """Start web (uvicorn, or gunicorn) and a Celery worker (none with celery_concurrency=0);
     yield the web process; stop them."""
@@ -158,6 +164,8 @@ def running_stack(
                 "WARNING",
                 "--concurrency",
                 str(celery_concurrency),
+                "--pool",
+                celery_pool,
                 "--without-gossip",
                 "--without-mingle",
             ],

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 
 from a2wsgi import WSGIMiddleware
 from django.core.handlers.asgi import ASGIHandler
+from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 
 from broker import tracing
@@ -27,9 +28,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "broker.settings")
 # Before Django builds its middleware chain: tracing adds a middleware of its own.
 tracing.start_from_environment()
 
-# Sets Django up. As many threads as the database pool has connections by default
-# (DATABASE_POOL_SIZE): more would only queue for a connection.
-_sync_django = WSGIMiddleware(get_wsgi_application(), workers=10)
+# get_wsgi_application() sets Django up; WEB_THREADS threads, 10 as DATABASE_POOL_SIZE by default.
+_sync_django = WSGIMiddleware(get_wsgi_application(), workers=settings.WEB_THREADS)
 
 from broker.asgi_body import BoundedBody  # noqa: E402  (needs Django set up)
 from broker.mcp_http import endpoint as mcp_endpoint  # noqa: E402

@@ -228,6 +228,9 @@ STATIC_ROOT.mkdir(exist_ok=True)
 
 # Request bodies: anything larger is a 413, chunked or not (broker.asgi_body, broker.http).
 MAX_REQUEST_BODY_BYTES = 1024 * 1024
+# Threads per web process serving the API and pages (broker/asgi.py): more than the database
+# pool has connections would only queue for one.
+WEB_THREADS = int(env_float("WEB_THREADS", 10, minimum=1))
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
 REST_FRAMEWORK = {
