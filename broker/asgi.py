@@ -18,8 +18,8 @@ import re
 from urllib.parse import parse_qsl
 
 from a2wsgi import WSGIMiddleware
-from django.core.handlers.asgi import ASGIHandler
 from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler
 from django.core.wsgi import get_wsgi_application
 
 from broker import tracing
@@ -29,7 +29,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "broker.settings")
 tracing.start_from_environment()
 
 # get_wsgi_application() sets Django up; WEB_THREADS threads, 10 as DATABASE_POOL_SIZE by default.
-_sync_django = WSGIMiddleware(get_wsgi_application(), workers=settings.WEB_THREADS)
+# (Django's stubs type a WSGI response as HttpResponseBase; it is the iterable of bytes WSGI wants.)
+_sync_django = WSGIMiddleware(get_wsgi_application(), workers=settings.WEB_THREADS)  # type: ignore[arg-type]
 
 from broker.asgi_body import BoundedBody  # noqa: E402  (needs Django set up)
 from broker.mcp_http import endpoint as mcp_endpoint  # noqa: E402

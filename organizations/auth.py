@@ -147,7 +147,9 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
         if self.rate is None or not isinstance(request.auth, ApiKey):
             return True
         window = self.cache.make_key(f"rate_limit:{self.scope}:{request.auth.pk}")
-        self._redis_wait = counter.hit(window, limit=self.num_requests, duration=self.duration)
+        # num_requests and duration: parsed from the rate by SimpleRateThrottle.__init__.
+        limit, duration = self.num_requests, self.duration  # type: ignore[attr-defined]
+        self._redis_wait = counter.hit(window, limit=limit, duration=duration)
         return self._redis_wait is None
 
     def wait(self) -> float | None:
