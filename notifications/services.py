@@ -14,6 +14,7 @@ from audit.models import AuditEvent
 from audit.services import audit_record
 from broker import tracing
 from broker.canonical import canonical_json
+from broker.compiled_reads import CompiledRead
 from notifications.models import Delivery, DeliveryAttempt
 from notifications.senders import (
     AttemptReport,
@@ -106,6 +107,14 @@ def delivery_redeliver(*, delivery: Delivery, actor: str) -> None:
     _publish_on_commit([delivery.pk])
 
 
+# Read once per attempt, four tables joined: compiled once per process (broker/compiled_reads.py).
+_claimed = CompiledRead(
+    Delivery,
+    lambda pk: Delivery.objects.select_related("decision", "request", "organization").filter(pk=pk),
+    -1,  # a placeholder for the id
+)
+
+
 def delivery_claim(*, delivery_id: int) -> Delivery | None:
     """Take a due delivery for one attempt (compare-and-set on its lease). None if it is gone,
     settled, not yet due, or held by another worker whose lease has not run out."""
@@ -116,7 +125,9 @@ def delivery_claim(*, delivery_id: int) -> Delivery | None:
     ).update(lease_until=now + settings.OUTBOX_LEASE, attempts=F("attempts") + 1)
     if not won:
         return None
-    delivery = Delivery.objects.select_related("decision", "request", "organization").get(pk=delivery_id)
+    delivery = _claimed.one(delivery_id)
+    if delivery is None:
+        return None  # deleted since (its decision was), between the claim and this read
     # One decision and one organization for the whole attempt: a channel reads them through
     # the request (request.decision.organization), which would otherwise query each again.
     delivery.decision.organization = delivery.organization
