@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.stack import bench_env, fresh_database, manage, percentile, pgbench, running_stack
+from bench.stack import bench_env, fresh_database, manage, new_api_key, percentile, pgbench, running_stack
 
 # Overridable so that two people benchmarking on one machine do not share a database or port.
 DATABASE = os.environ.get("BENCH_DATABASE", "countersign_bench_api")
@@ -160,8 +160,8 @@ def main() -> None:
     env = bench_env(DATABASE)
     os.environ.update(env)
     fresh_database(env, DATABASE)
-    key = manage(env, "create_api_key", "--org", "bench").strip().splitlines()[-1]
-    auto_key = manage(env, "create_api_key", "--org", "bench-auto").strip().splitlines()[-1]
+    key = new_api_key(env, "bench")
+    auto_key = new_api_key(env, "bench-auto")
     manage(env, "shell", "-c", AUTO_APPROVE)
     url = f"http://127.0.0.1:{PORT}/decisions"
 

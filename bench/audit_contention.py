@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.api_throughput import capture_create_sql, pgbench_script
-from bench.stack import bench_env, fresh_database, manage, pgbench
+from bench.stack import bench_env, fresh_database, new_api_key, pgbench
 
 DATABASE = "countersign_bench_contention"
 ORGANIZATIONS = 8
@@ -52,10 +52,7 @@ def main() -> None:
     env = bench_env(DATABASE, AUDIT_CHECKPOINT_DIR="")
     os.environ.update(env)
     fresh_database(env, DATABASE)
-    keys = [
-        manage(env, "create_api_key", "--org", f"bench{n}").strip().splitlines()[-1]
-        for n in range(ORGANIZATIONS)
-    ]
+    keys = [new_api_key(env, f"bench{n}") for n in range(ORGANIZATIONS)]
     captured = [capture_create_sql(key) for key in keys]
     from organizations.models import Organization  # after capture_create_sql's django.setup()
 

@@ -22,7 +22,7 @@ import httpx
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.stack import bench_env, fresh_database, manage, rss_mb, running_stack
+from bench.stack import bench_env, fresh_database, manage, new_api_key, rss_mb, running_stack
 
 DATABASE = "countersign_bench_audit_export"
 PORT = 8766
@@ -194,7 +194,7 @@ def main() -> None:
     if not args.keep:
         fresh_database(env, DATABASE)
         fill(env, args.rows)
-    key = manage(env, "create_api_key", "--org", "bench", "--scopes", "audit").strip().splitlines()[-1]
+    key = new_api_key(env, "bench", "--scopes", "audit")
 
     with running_stack(env, port=PORT, web_workers=args.web_workers) as web:
         time.sleep(1)

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.stack import bench_env, fresh_database, manage, percentile, rss_mb, running_stack
+from bench.stack import bench_env, fresh_database, new_api_key, percentile, rss_mb, running_stack
 
 DATABASE = "countersign_bench_callbacks"
 PORT = 8765
@@ -173,7 +173,7 @@ def main() -> None:
     env = bench_env(DATABASE)
     os.environ.update(env)
     fresh_database(env, DATABASE)
-    key = manage(env, "create_api_key", "--org", "bench").strip().splitlines()[-1]
+    key = new_api_key(env, "bench")
     headers = {"Authorization": f"Bearer {key}"}
     import django
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.stack import PYTHON, ROOT, bench_env, fresh_database, manage, percentile, running_stack
+from bench.stack import PYTHON, ROOT, bench_env, fresh_database, new_api_key, percentile, running_stack
 
 DATABASE = "countersign_bench_clock"
 PORT = 8767
@@ -282,7 +282,7 @@ def main() -> None:
     env = bench_env(DATABASE)
     os.environ.update(env)
     fresh_database(env, DATABASE)
-    key = manage(env, "create_api_key", "--org", "bench").strip().splitlines()[-1]
+    key = new_api_key(env, "bench")
     # Messages left in the broker by an earlier run would only add noise.
     subprocess.run(
         [PYTHON, "-m", "celery", "-A", "broker", "purge", "-f"],

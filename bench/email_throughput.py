@@ -17,7 +17,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.api_throughput import fixed_rate, hey
-from bench.stack import bench_env, fresh_database, manage, running_stack, tree_cpu_seconds
+from bench.stack import bench_env, fresh_database, new_api_key, running_stack, tree_cpu_seconds
 
 DATABASE = os.environ.get("BENCH_DATABASE", "countersign_bench_email")
 PORT = int(os.environ.get("BENCH_PORT", "8769"))
@@ -45,7 +45,7 @@ def main() -> None:
     env = bench_env(DATABASE)
     os.environ.update(env)
     fresh_database(env, DATABASE)
-    key = manage(env, "create_api_key", "--org", "bench").strip().splitlines()[-1]
+    key = new_api_key(env, "bench")
     url = f"http://127.0.0.1:{PORT}/decisions"
     rows = []
     for pool, concurrency in (("prefork", 2), ("threads", 8)):

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.stack import bench_env, fresh_database, manage
+from bench.stack import bench_env, fresh_database, new_api_key
 
 DATABASE = os.environ.get("BENCH_DATABASE", "countersign_bench_profile")
 BODY = {
@@ -33,7 +33,7 @@ def main() -> None:
     env = bench_env(DATABASE)
     os.environ.update(env)
     fresh_database(env, DATABASE)
-    key = manage(env, "create_api_key", "--org", "bench").strip().splitlines()[-1]
+    key = new_api_key(env, "bench")
 
     import django
 

@@ -45,6 +45,11 @@ def manage(env: dict, *args: str) -> str:
     return done.stdout
 
 
+def new_api_key(env: dict, organization: str, *options: str) -> str:
+    """A new API key for `organization` (created if need be), as create_api_key prints it last."""
+    return manage(env, "create_api_key", "--org", organization, *options).strip().splitlines()[-1]
+
+
 def fresh_database(env: dict, name: str) -> None:
     """A new PostgreSQL database, migrated, and empty benchmark Redis databases: tasks left
     queued by an earlier run (the API benchmark runs without a worker) would otherwise be

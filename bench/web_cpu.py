@@ -18,7 +18,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.api_throughput import hey
-from bench.stack import SERVERS, bench_env, fresh_database, manage, running_stack, tree_cpu_seconds
+from bench.stack import (
+    SERVERS,
+    bench_env,
+    fresh_database,
+    new_api_key,
+    running_stack,
+    tree_cpu_seconds,
+)
 
 DATABASE = os.environ.get("BENCH_DATABASE", "countersign_bench_cpu")
 PORT = int(os.environ.get("BENCH_PORT", "8768"))
@@ -30,7 +37,7 @@ def main() -> None:
     env = bench_env(DATABASE)
     os.environ.update(env)
     fresh_database(env, DATABASE)
-    key = manage(env, "create_api_key", "--org", "bench").strip().splitlines()[-1]
+    key = new_api_key(env, "bench")
     url = f"http://127.0.0.1:{PORT}/decisions"
     results: dict[str, list[float]] = {server: [] for server in SERVERS}
     for _ in range(rounds):
