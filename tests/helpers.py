@@ -134,3 +134,8 @@ def keep_published_deliveries(monkeypatch) -> list[int]:
     ids: list[int] = []
     monkeypatch.setattr(deliver, "delay", lambda *delivery_ids: ids.extend(delivery_ids))
     return ids
+
+
+def field_values(instance) -> dict:
+    """Every column of a model instance as loaded: to compare two reads of the same row."""
+    return {field.attname: getattr(instance, field.attname) for field in instance._meta.concrete_fields}

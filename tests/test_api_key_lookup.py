@@ -9,10 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from organizations.models import ApiKey, Organization
 from organizations.selectors import api_key_find_active
 from organizations.services import api_key_create, api_key_revoke
-
-
-def field_values(instance) -> dict:
-    return {field.attname: getattr(instance, field.attname) for field in instance._meta.concrete_fields}
+from tests.helpers import field_values
 
 
 def test_the_key_and_its_organization_are_what_the_orm_loads(acme, acme_key):

@@ -10,12 +10,9 @@ from decisions.models import ApprovalRequest
 from notifications.models import Delivery
 from notifications.services import _claimed
 from tests.factories import DecisionFactory
+from tests.helpers import field_values
 
 pytestmark = pytest.mark.django_db
-
-
-def field_values(instance) -> dict:
-    return {field.attname: getattr(instance, field.attname) for field in instance._meta.concrete_fields}
 
 
 def orm_read(pk: int) -> Delivery:
