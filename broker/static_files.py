@@ -24,6 +24,14 @@ def _django_static_files() -> ServeStaticMiddleware:
     return ServeStaticMiddleware(_never_called, settings=settings)
 
 
+def _find(files: ServeStaticMiddleware, path: str):
+    """The static file at `path`, or None. Under DEBUG files come and go while one develops:
+    looked up on disk each time (the ASGI app does it in a thread)."""
+    if files.autorefresh:
+        return files.find_file(path) if path.startswith(files.static_prefix) else None
+    return files.files.get(path)
+
+
 class StaticFilesASGI:
     """ASGI: a static file answered on the event loop; anything else goes on to `app`."""
 
@@ -35,12 +43,9 @@ class StaticFilesASGI:
         if scope["type"] == "http":
             path = scope["path"]
             if self.files.autorefresh:
-                # DEBUG: files come and go while one develops; the lookup touches the disk.
-                found = path.startswith(self.files.static_prefix) and await run_async_in_thread(
-                    self.files.find_file, path
-                )
+                found = await run_async_in_thread(_find, self.files, path)
             else:
-                found = self.files.files.get(path)
+                found = _find(self.files, path)
             if found:
                 return await FileServerASGI(found)(scope, receive, send)
         return await self.app(scope, receive, send)
@@ -54,11 +59,7 @@ class StaticFilesWSGI:
         self.files = _django_static_files()
 
     def __call__(self, environ, start_response):
-        path = decode_path_info(environ.get("PATH_INFO", ""))
-        if self.files.autorefresh:
-            found = path.startswith(self.files.static_prefix) and self.files.find_file(path)
-        else:
-            found = self.files.files.get(path)
+        found = _find(self.files, decode_path_info(environ.get("PATH_INFO", "")))
         if found:
             return FileServerWSGI(found)(environ, start_response)
         return self.app(environ, start_response)
