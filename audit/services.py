@@ -7,6 +7,9 @@ from django.utils import timezone
 from audit.chain import content_hash
 from audit.models import AuditEvent
 from broker.canonical import canonical_json
+from broker.compiled_inserts import CompiledInsert
+
+_audit_events = CompiledInsert(AuditEvent)  # every change writes some: its SQL compiled once
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ def audit_record_many(*, organization_id: int, entries: list[AuditEntry]) -> lis
             "payload": canonical_json(entry.payload),
         }
         records.append(AuditEvent(content_hash=content_hash(**fields), **fields))
-    return AuditEvent.objects.bulk_create(records)
+    return _audit_events.create(records)
 
 
 def audit_record(

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from audit.services import AuditEntry, audit_record_many
 from broker import tracing
+from broker.compiled_inserts import CompiledInsert
 from broker.errors import InvalidInput
 from decisions.models import ApprovalRequest, Decision, Policy, Status, Via
 from decisions.outcomes import iso
@@ -22,6 +23,8 @@ from decisions.services.fingerprints import action_hash
 from decisions.services.resolve import announce, build_outcome
 from decisions.specs import DecisionSpec
 from organizations.models import ApiKey
+
+_decisions = CompiledInsert(Decision)  # one per create: its SQL compiled once
 
 
 @tracing.traced("decision.create", attributes=lambda result: {"countersign.decision.id": result[0].pk})
@@ -337,7 +340,7 @@ def _create(*, api_key: ApiKey, spec: DecisionSpec, stored: dict) -> Decision:
     )
     now = timezone.now()
     expires_at = now + timedelta(minutes=timeout_minutes)
-    decision = Decision.objects.create(
+    decision = Decision(
         organization_id=organization.pk,
         action=action,
         details=details,
@@ -354,6 +357,7 @@ def _create(*, api_key: ApiKey, spec: DecisionSpec, stored: dict) -> Decision:
         expires_at=expires_at,
         **stored,
     )
+    _decisions.create([decision])
     requests = ask(decision, recipients, stage=0, level=0, settings=settings)
     audit_record_many(
         organization_id=organization.pk,
@@ -400,7 +404,7 @@ def _create_decided_by_rule(
     decision.outcome = build_outcome(
         decision, status=status, by=f"policy:{rule.name}", via=Via.POLICY, at=now, choice=choice
     ).to_json()
-    decision.save(force_insert=True)
+    _decisions.create([decision])
     announce(decision, also=_created_entries(decision, api_key, rule), asked=[])  # nobody was asked
     _hold_requests(decision, [])
     return decision
